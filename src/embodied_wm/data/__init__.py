@@ -1,0 +1,1 @@
+"""rosbag2 reading and writing (via `rosbags`) and training datasets."""

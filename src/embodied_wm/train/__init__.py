@@ -1,0 +1,1 @@
+"""embodied_wm.train"""
