@@ -2,25 +2,43 @@
 
 Readers of the package (offline evaluation, training data, INT8 calibration) go through here and then
 through `embodied_wm.pipeline.Pipeline`, so there is one decode path.
+
+Bags from the field are often damaged: ``ros2 bag record`` killed by a power cut leaves a directory with
+no metadata.yaml and an MCAP file without its summary section or footer, which rosbags refuses to open.
+Such files are read here with a forward scan (``mcap``'s stream reader) up to the first broken record;
+``BagReadReport.stopped_at`` and ``BagInfo.damaged`` say so, and callers evaluate what could be read.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 from typing import Any
 
+import yaml
 from rosbags.highlevel import AnyReader
+from rosbags.typesys import get_types_from_idl, get_types_from_msg
+from rosbags.typesys.store import Typestore
 
 from embodied_wm.data.typestore import typestore
 
 log = logging.getLogger(__name__)
 
+STORAGE_SUFFIXES = (".mcap", ".db3")
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+#: Topics under this prefix carry simulator ground truth (segmentation, depth, affordance images), never
+#: the robot's camera, even when they are sensor_msgs/Image.
+GROUND_TRUTH_PREFIX = "/ground_truth/"
+
 
 class BagError(RuntimeError):
     """A bag cannot be opened or read."""
+
+
+class NoCameraTopicError(BagError):
+    """The bag has no usable camera topic (or not the one asked for); the message lists its topics."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,24 @@ class BagReadReport:
     messages: int = 0
     undecodable: int = 0
     stopped_at: str | None = None
+
+
+@dataclass
+class BagInfo:
+    """What a bag holds. ``counts`` are message counts per topic (from the index, or from a scan of a
+    damaged file); ``damaged`` names why the normal reader could not open it (None when it could)."""
+
+    path: Path
+    topics: dict[str, str]
+    counts: dict[str, int] = field(default_factory=dict)
+    storage: str = ""
+    version: int | None = None
+    damaged: str | None = None
+
+    def describe_topics(self) -> str:
+        if not self.topics:
+            return "no topics"
+        return ", ".join(f"{t} [{mt}] ({self.counts.get(t, '?')})" for t, mt in sorted(self.topics.items()))
 
 
 def bag_paths(inputs: Iterable[str | Path]) -> list[Path]:
@@ -64,28 +100,132 @@ def bag_paths(inputs: Iterable[str | Path]) -> list[Path]:
 
 def _is_bag(p: Path) -> bool:
     if p.is_file():
-        return p.suffix in (".mcap", ".db3")
+        return p.suffix in STORAGE_SUFFIXES
     return p.is_dir() and (
-        (p / "metadata.yaml").is_file() or any(c.suffix in (".mcap", ".db3") for c in p.iterdir())
+        (p / "metadata.yaml").is_file() or any(c.suffix in STORAGE_SUFFIXES for c in p.iterdir())
     )
 
 
-def _open(path: Path) -> AnyReader:
+def _metadata(path: Path) -> dict[str, Any] | None:
+    """The rosbag2_bagfile_information dict of a bag directory, or None if absent or unreadable."""
+    meta = path / "metadata.yaml"
+    if not meta.is_file():
+        return None
     try:
-        reader = AnyReader([path], default_typestore=typestore())
-        reader.open()
-    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
-        raise BagError(f"{path}: cannot open bag: {exc}") from exc
+        info = yaml.safe_load(meta.read_text()).get("rosbag2_bagfile_information")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _storage_files(path: Path) -> list[Path]:
+    """The storage files of a bag: the file itself, those metadata.yaml lists, or those present."""
+    if path.is_file():
+        return [path]
+    meta = _metadata(path)
+    if meta is not None:
+        # Versions < 4 stored paths relative to the parent directory: only the file name counts.
+        listed = [path / PurePath(str(x)).name for x in meta.get("relative_file_paths", [])]
+        if listed and all(p.is_file() for p in listed):
+            return listed
+    return sorted(c for c in path.iterdir() if c.suffix in STORAGE_SUFFIXES)
+
+
+def _any_reader(path: Path) -> AnyReader:
+    # A directory without metadata.yaml (recorder killed before writing it): open its storage files
+    # directly; rosbags reads bare .mcap/.db3 files and merges several in time order.
+    targets = [path] if path.is_file() or (path / "metadata.yaml").is_file() else _storage_files(path)
+    if not targets:
+        raise BagError(f"{path}: no storage files (*.mcap, *.db3) in the bag directory")
+    reader = AnyReader(targets, default_typestore=typestore())
+    reader.open()
     return reader
+
+
+class _Opened:
+    """A bag opened either by rosbags (intact) or by the forward MCAP scanner (damaged)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reader: AnyReader | None = None
+        self.damaged: str | None = None
+        try:
+            self.reader = _any_reader(path)
+        except BagError:
+            raise
+        except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
+            mcaps = [f for f in _storage_files(path) if f.suffix == ".mcap"] if path.exists() else []
+            if not mcaps:
+                raise BagError(f"{path}: cannot open bag: {exc}") from exc
+            self.damaged = str(exc) or type(exc).__name__
+            self.mcaps = mcaps
+
+    def info(self) -> BagInfo:
+        meta = _metadata(self.path) if self.path.is_dir() else None
+        version = int(meta["version"]) if meta and "version" in meta else None
+        if self.reader is not None:
+            topics = {c.topic: c.msgtype for c in self.reader.connections}
+            counts: dict[str, int] = {}
+            for c in self.reader.connections:
+                counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
+            storage = ",".join(sorted({f.suffix.lstrip(".") for f in _storage_files(self.path)}))
+            return BagInfo(self.path, topics, counts, storage.replace("db3", "sqlite3"), version)
+        topics, counts = {}, {}
+        for topic, msgtype, _stamp, _raw in _scan_mcaps(self.mcaps, BagReadReport(), raw_only=True):
+            topics.setdefault(topic, msgtype)
+            counts[topic] = counts.get(topic, 0) + 1
+        return BagInfo(self.path, topics, counts, "mcap", version, self.damaged)
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+
+def bag_info(path: str | Path) -> BagInfo:
+    """Topics, types, message counts, storage and format version of a bag (damaged MCAP included)."""
+    opened = _Opened(Path(path))
+    try:
+        return opened.info()
+    finally:
+        opened.close()
 
 
 def find_topics(path: str | Path) -> dict[str, str]:
     """Topic name -> message type (e.g. 'sensor_msgs/msg/Image') for every topic in the bag."""
-    reader = _open(Path(path))
-    try:
-        return {c.topic: c.msgtype for c in reader.connections}
-    finally:
-        reader.close()
+    return bag_info(path).topics
+
+
+def choose_camera_topic(info: BagInfo, requested: Iterable[str] | None = None) -> str:
+    """The camera topic to evaluate on: the first requested topic the bag has, or else the Image or
+    CompressedImage topic with the most messages outside /ground_truth/ (ties: shortest name, so
+    /camera/image_raw wins over /camera/image_raw/compressed). Raises NoCameraTopicError listing the
+    bag's topics when there is none."""
+    req = [t for t in (requested or []) if t]
+    if req:
+        for t in req:
+            if t in info.topics:
+                if info.topics[t] not in IMAGE_TYPES:
+                    raise NoCameraTopicError(
+                        f"{info.path}: topic {t} is {info.topics[t]}, not an image; topics: {info.describe_topics()}"
+                    )
+                return t
+        raise NoCameraTopicError(
+            f"{info.path}: none of the camera topics {', '.join(req)} in bag; topics: {info.describe_topics()}"
+        )
+    cands = [
+        t for t, mt in info.topics.items() if mt in IMAGE_TYPES and not t.startswith(GROUND_TRUTH_PREFIX)
+    ]
+    cands = [t for t in cands if info.counts.get(t, 1) > 0]
+    if not cands:
+        raise NoCameraTopicError(f"{info.path}: no camera topic (sensor_msgs/Image or CompressedImage); "
+                                 f"topics: {info.describe_topics()}")
+    return sorted(cands, key=lambda t: (-info.counts.get(t, 0), len(t), t))[0]
+
+
+def topics_of_type(info: BagInfo, msgtypes: Iterable[str]) -> list[str]:
+    """Topics whose type is one of ``msgtypes``, most messages first."""
+    want = set(msgtypes)
+    return sorted((t for t, mt in info.topics.items() if mt in want), key=lambda t: (-info.counts.get(t, 0), t))
 
 
 def iter_bag_messages(
@@ -95,9 +235,14 @@ def iter_bag_messages(
     ``report.undecodable`` and skipped; a bag that breaks mid-way stops the iteration with
     ``report.stopped_at`` saying where (the messages before it were yielded)."""
     report = report if report is not None else BagReadReport()
-    reader = _open(Path(path))
+    opened = _Opened(Path(path))
+    wanted = set(topics) if topics is not None else None
     try:
-        wanted = set(topics) if topics is not None else None
+        if opened.reader is None:
+            log.warning("%s: damaged bag (%s); reading it forward up to the damage", path, opened.damaged)
+            yield from _iter_damaged(opened.mcaps, wanted, report, path)
+            return
+        reader = opened.reader
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
         if not conns:
             return
@@ -108,7 +253,7 @@ def iter_bag_messages(
                 conn, stamp, raw = next(it)
             except StopIteration:
                 break
-            except Exception as exc:  # truncated/corrupt chunk: keep what we read
+            except Exception as exc:  # noqa: BLE001 - truncated/corrupt chunk or page: keep what we read
                 report.stopped_at = f"after {report.messages} messages (log time {last_ns} ns): {exc}"
                 log.warning("%s: stopped reading %s", path, report.stopped_at)
                 break
@@ -121,4 +266,90 @@ def iter_bag_messages(
             last_ns = stamp
             yield BagMessage(conn.topic, conn.msgtype, int(stamp), msg)
     finally:
-        reader.close()
+        opened.close()
+
+
+def _iter_damaged(
+    files: list[Path], wanted: set[str] | None, report: BagReadReport, path: str | Path
+) -> Iterator[BagMessage]:
+    store = _ScanTypes()
+    for topic, msgtype, stamp, raw in _scan_mcaps(files, report, types=store):
+        if wanted is not None and topic not in wanted:
+            continue
+        try:
+            msg = store.deserialize(raw, msgtype)
+        except Exception:  # noqa: BLE001 - a single bad message must not end the read
+            report.undecodable += 1
+            continue
+        report.messages += 1
+        yield BagMessage(topic, msgtype, stamp, msg)
+    if report.stopped_at:
+        log.warning("%s: stopped reading %s", path, report.stopped_at)
+
+
+class _ScanTypes:
+    """Our typestore, extended with definitions found in a damaged file's schema records for types it
+    does not know (a type we know keeps our definition, as the intact-bag path does for old bags)."""
+
+    def __init__(self) -> None:
+        self.default: Typestore = typestore()
+        self.extra: Typestore | None = None
+
+    def add_schema(self, name: str, encoding: str, data: bytes) -> None:
+        if name in self.default.types or not data:
+            return
+        try:
+            text = data.decode()
+            if encoding == "ros2msg":
+                types = get_types_from_msg(text, name)
+            elif encoding == "ros2idl":
+                types = get_types_from_idl(text)
+            else:
+                return
+            if self.extra is None:
+                from rosbags.typesys import Stores, get_typestore
+
+                self.extra = get_typestore(Stores.ROS2_JAZZY)
+            self.extra.register(types)
+        except Exception as exc:  # noqa: BLE001 - an unparsable definition only loses that topic
+            log.debug("cannot parse schema %s: %s", name, exc)
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        if msgtype in self.default.types or self.extra is None:
+            return self.default.deserialize_cdr(raw, msgtype)
+        return self.extra.deserialize_cdr(raw, msgtype)
+
+
+def _scan_mcaps(
+    files: list[Path], report: BagReadReport, types: _ScanTypes | None = None, raw_only: bool = False
+) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, msgtype, log time, raw CDR) by a forward scan of MCAP files in file order, stopping at
+    the first record that cannot be read (``report.stopped_at`` then says where)."""
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    for f in files:
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
+        count = 0
+        last_ns = 0
+        with f.open("rb") as fh:
+            try:
+                for rec in StreamReader(fh, emit_chunks=False).records:
+                    if isinstance(rec, Schema):
+                        schemas[rec.id] = rec.name
+                        if types is not None:
+                            types.add_schema(rec.name, rec.encoding, rec.data)
+                    elif isinstance(rec, Channel):
+                        channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
+                    elif isinstance(rec, Message) and rec.channel_id in channels:
+                        topic, msgtype = channels[rec.channel_id]
+                        count += 1
+                        last_ns = rec.log_time
+                        yield topic, msgtype, int(rec.log_time), b"" if raw_only else rec.data
+            except Exception as exc:  # noqa: BLE001 - the damage itself: truncated record, bad chunk, ...
+                report.stopped_at = (
+                    f"{f.name}: after {count} messages (log time {last_ns} ns, byte {fh.tell()} of "
+                    f"{f.stat().st_size}): {type(exc).__name__}: {exc}"
+                )
+                return

@@ -22,6 +22,14 @@ class BackendUnavailableError(BackendError):
     """The requested backend cannot run on this machine (e.g. no TensorRT, no CUDA)."""
 
 
+class ModelFileError(BackendError):
+    """A model, ONNX or engine file is missing, truncated, corrupt or belongs to another model."""
+
+
+class ExportError(BackendError):
+    """ONNX export failed, or the exported graphs do not reproduce PyTorch within tolerance."""
+
+
 class Backend(ABC):
     """Stateful predictor. Call ``predict`` once per observation in stamp order; ``reset`` on time jumps.
 
@@ -42,6 +50,9 @@ class Backend(ABC):
     image_size: tuple[int, int]
     affordance_channels: tuple[str, ...]
     action_dim: int
+    #: Set by ``runtime.select.create_backend``: what was asked for, what was chosen, and why every
+    #: backend tried before it was skipped ({"requested", "chosen", "skipped": [{"backend", "reason"}]}).
+    selection: dict[str, Any] | None = None
 
     @abstractmethod
     def predict(self, obs: Observation, actions: np.ndarray | None = None) -> Prediction:
@@ -59,5 +70,34 @@ class Backend(ABC):
         """Forget history (bag loop, simulator reset, stamps jumping backwards)."""
 
     def describe(self) -> dict[str, Any]:
-        """What is running: backend name, device, precision, providers... (for diagnostics and bench JSON)."""
-        return {"backend": self.name, "model_id": self.model_id}
+        """What is running: backend name, device, precision, providers... (for diagnostics and bench JSON).
+        Subclasses extend ``super().describe()``."""
+        out: dict[str, Any] = {"backend": self.name, "model_id": self.model_id}
+        if self.selection is not None:
+            out["selection"] = self.selection
+            out["skipped"] = self.selection.get("skipped", [])
+        return out
+
+
+def validate_candidates(
+    candidates: np.ndarray, horizon: int, action_dim: int, what: str = "candidates"
+) -> np.ndarray:
+    """``candidates`` as a contiguous float32 N x K x A array, or BackendError saying what is wrong."""
+    arr = np.asarray(candidates)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise BackendError(f"{what}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise BackendError(
+            f"{what}: expected shape (N, {horizon}, {action_dim}) = candidates x horizon x action_dim, "
+            f"got {arr.shape}"
+        )
+    n, k, a = arr.shape
+    if n < 1 or k != horizon or a != action_dim:
+        raise BackendError(
+            f"{what}: expected shape (N>=1, {horizon}, {action_dim}) = candidates x horizon x action_dim, "
+            f"got {arr.shape}"
+        )
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise BackendError(f"{what}: contains NaN or infinite values")
+    return out

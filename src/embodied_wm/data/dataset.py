@@ -1,0 +1,294 @@
+"""Training data from rosbag2 files: per-episode arrays decoded through the live node's own path.
+
+Every bag is read with ``data.bag.iter_bag_messages`` and fed, message by message in log-time order,
+into ``pipeline.Pipeline(backend=None)`` exactly as the perception node does, so training sees the same
+decode, validation and alignment as inference. Each emitted Observation is turned into cached per-frame
+arrays by ``model.preprocess.raw_frame`` (the function the runtime also uses). Ground-truth affordance
+maps (``embodied_wm/msg/AffordanceMap``, not a sensor topic) are decoded here and matched to the frame
+with the same stamp.
+
+Decoded episodes are cached as ``.npz`` keyed by (bag path, size, mtime, preprocessing parameters), so a
+second training run skips decoding. ``WindowDataset`` pairs frame t with frames t+1..t+K, the actions
+applied at t..t+K-1 and the affordance ground truth at t.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from embodied_wm.data.bag import BagError, bag_paths, find_topics, iter_bag_messages
+from embodied_wm.model.config import ModelConfig
+from embodied_wm.model.preprocess import RAW_KEYS, normalize, normalize_stats, raw_frame
+from embodied_wm.observation import MODALITIES, ModalitySpec, Observation
+
+log = logging.getLogger(__name__)
+
+AFFORDANCE_MSGTYPE = "embodied_wm/msg/AffordanceMap"
+#: Preferred topic per sensor kind when a bag has several topics of one message type.
+PREFERRED_TOPICS = ("/camera/image_raw", "/audio", "/tactile", "/joint_states", "/cmd_vel_ee")
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "embodied_wm" / "episodes"
+
+
+@dataclass
+class Episode:
+    """One bag's frames. ``raw`` holds stacked ``preprocess.RAW_KEYS`` arrays ([T, ...]); affordance is
+    uint8 [T, C, S, S] (probability * 255) with ``aff_valid`` [T] saying which frames had ground truth."""
+
+    source: str
+    stamps_ns: np.ndarray
+    raw: dict[str, np.ndarray]
+    affordance: np.ndarray
+    aff_valid: np.ndarray
+    channels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.stamps_ns.shape[0])
+
+
+def _spec(cfg: ModelConfig) -> ModalitySpec:
+    return ModalitySpec(
+        audio_sample_rate=cfg.audio_sample_rate,
+        audio_window_s=cfg.audio_window_s,
+        tactile_shape=cfg.tactile_shape,
+        proprio_dim=cfg.proprio_dim,
+        action_dim=cfg.action_dim,
+    )
+
+
+def _cache_key(path: Path, cfg: ModelConfig) -> str:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    sig = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    params = {
+        k: cfg.to_dict()[k]
+        for k in ("image_size", "audio_sample_rate", "audio_window_s", "n_mels", "n_fft", "hop_length",
+                  "tactile_shape", "proprio_dim", "action_dim", "affordance_channels")
+    }
+    blob = json.dumps([CACHE_VERSION, str(path.resolve()), sig, params], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def _decode_affordance(msg: Any, size: int, channels: Sequence[str]) -> np.ndarray:
+    """AffordanceMap -> uint8 [len(channels), size, size]; channels absent from the message are NaN-free
+    zeros (the caller marks the frame invalid if any wanted channel is missing)."""
+    c, h, w = len(msg.channels), int(msg.height), int(msg.width)
+    data = np.asarray(msg.data, np.float32)
+    if data.size != c * h * w:
+        raise ValueError(f"AffordanceMap data has {data.size} values, expected {c}x{h}x{w}")
+    data = np.clip(data.reshape(c, h, w), 0.0, 1.0)
+    names = list(msg.channels)
+    out = np.zeros((len(channels), size, size), np.uint8)
+    for i, name in enumerate(channels):
+        if name not in names:
+            raise KeyError(name)
+        ch = data[names.index(name)]
+        if (h, w) != (size, size):
+            ch = cv2.resize(ch, (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = np.round(ch * 255.0).astype(np.uint8)
+    return out
+
+
+def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
+    """Read one bag through Pipeline(backend=None) (the node's path) into an Episode (no cache)."""
+    from embodied_wm.pipeline import Pipeline, kind_for_msgtype
+
+    path = Path(path)
+    topics = find_topics(path)
+    by_kind: dict[str, list[str]] = {}
+    aff_topics = [t for t, ty in topics.items() if ty == AFFORDANCE_MSGTYPE]
+    for topic, msgtype in topics.items():
+        kind = kind_for_msgtype(msgtype)
+        if kind is not None:
+            by_kind.setdefault(kind, []).append(topic)
+    use: list[str] = []
+    for kind, names in by_kind.items():
+        pref = [t for t in names if t in PREFERRED_TOPICS]
+        use.append((pref or sorted(names))[0])
+        if len(names) > 1:
+            log.info("%s: %d topics of kind %s, using %s", path, len(names), kind, use[-1])
+    kinds = {t: k for k, ts in by_kind.items() for t in ts}
+    if not any(kinds[t] == "image" for t in use if t in kinds):
+        raise BagError(f"{path}: no camera image topic (topics: {', '.join(sorted(topics)) or 'none'})")
+
+    pipe = Pipeline(backend=None, spec=_spec(cfg))
+    frames: list[dict[str, np.ndarray]] = []
+    stamps: list[int] = []
+    aff: dict[int, np.ndarray] = {}
+    n_ch = len(cfg.affordance_channels)
+
+    def take(observations: Iterable[Observation]) -> None:
+        for obs in observations:
+            if obs.image is None:
+                continue  # a frame without a camera image cannot be a training sample
+            frames.append(raw_frame(obs, cfg))
+            stamps.append(int(obs.stamp_ns))
+
+    for m in iter_bag_messages(path, topics=[*use, *aff_topics]):
+        if m.msgtype == AFFORDANCE_MSGTYPE:
+            st = m.msg.header.stamp
+            try:
+                aff[int(st.sec) * 1_000_000_000 + int(st.nanosec)] = _decode_affordance(
+                    m.msg, cfg.image_size, cfg.affordance_channels
+                )
+            except (KeyError, ValueError) as exc:
+                log.warning("%s: skipping affordance map: %s", path, exc)
+            continue
+        take(pipe.feed(kinds[m.topic], m.msg, receive_stamp_ns=m.stamp_ns))
+    take(pipe.flush())
+    if not frames:
+        raise BagError(f"{path}: no complete observations decoded")
+    order = np.argsort(np.asarray(stamps), kind="stable")
+    stamps_arr = np.asarray(stamps, np.int64)[order]
+    raw = {k: np.stack([frames[i][k] for i in order]) for k in RAW_KEYS}
+    s = cfg.image_size
+    aff_arr = np.zeros((len(order), n_ch, s, s), np.uint8)
+    valid = np.zeros(len(order), bool)
+    if aff:
+        keys = np.asarray(sorted(aff), np.int64)
+        tol = cfg.dt_ns // 2
+        for i, st in enumerate(stamps_arr):
+            j = int(np.clip(np.searchsorted(keys, st), 1, len(keys) - 1)) if len(keys) > 1 else 0
+            cand = [j - 1, j] if len(keys) > 1 else [0]
+            best = min(cand, key=lambda c: abs(int(keys[c]) - int(st)))
+            if abs(int(keys[best]) - int(st)) <= tol:
+                aff_arr[i], valid[i] = aff[int(keys[best])], True
+    return Episode(str(path), stamps_arr, raw, aff_arr, valid, tuple(cfg.affordance_channels))
+
+
+def load_episode(path: str | Path, cfg: ModelConfig, cache_dir: str | Path | None = None) -> Episode:
+    """``decode_episode`` with an .npz cache (``cache_dir=None``: the user cache; '' disables caching)."""
+    path = Path(path)
+    if cache_dir == "":
+        return decode_episode(path, cfg)
+    cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    f = cdir / f"{path.name}-{_cache_key(path, cfg)}.npz"
+    if f.is_file():
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                raw = {k: z[k] for k in RAW_KEYS}
+                return Episode(
+                    str(z["source"]), z["stamps_ns"], raw, z["affordance"], z["aff_valid"],
+                    tuple(str(c) for c in z["channels"]),
+                )
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s: unreadable cache entry (%s), decoding again", f, exc)
+    ep = decode_episode(path, cfg)
+    cdir.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f.name + f".{os.getpid()}.tmp.npz")
+    np.savez(
+        tmp, source=np.asarray(ep.source), stamps_ns=ep.stamps_ns, affordance=ep.affordance,
+        aff_valid=ep.aff_valid, channels=np.asarray(ep.channels), **ep.raw,
+    )
+    os.replace(tmp, f)
+    return ep
+
+
+def load_episodes(
+    inputs: Sequence[str | Path], cfg: ModelConfig, cache_dir: str | Path | None = None, progress: bool = False
+) -> list[Episode]:
+    """All bags under ``inputs`` (bag files/dirs, or dirs of bags), sorted by path."""
+    paths = bag_paths(inputs)
+    it: Iterable[Path] = paths
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(paths, desc="decode bags", unit="bag")
+    return [load_episode(p, cfg, cache_dir) for p in it]
+
+
+def split_episodes(episodes: Sequence[Episode], val_fraction: float, seed: int = 0) -> tuple[list, list]:
+    """Held-out split by episode (never by frame: neighbouring frames are near-duplicates)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError("val_fraction must be in [0, 1)")
+    n_val = round(len(episodes) * val_fraction)
+    if val_fraction > 0 and len(episodes) > 1:
+        n_val = max(1, n_val)
+    order = np.random.default_rng(seed).permutation(len(episodes))
+    val = {int(i) for i in order[:n_val]}
+    return [e for i, e in enumerate(episodes) if i not in val], [e for i, e in enumerate(episodes) if i in val]
+
+
+def stats_from_episodes(episodes: Sequence[Episode]) -> dict[str, Any]:
+    """Normalisation statistics (ModelConfig fields) measured on these episodes."""
+    raw = {k: np.concatenate([e.raw[k] for e in episodes]) for k in RAW_KEYS}
+    return normalize_stats(raw)
+
+
+class WindowDataset:
+    """Samples (frame t, frames t+1..t+K, actions t..t+K-1, affordance GT at t), t over all episodes.
+
+    ``__getitem__`` returns numpy arrays (no batch axis):
+      image/prev_image [3,S,S], audio_mel [1,M,F], tactile [1,r,c], proprio [P], action [A], mask [5]
+      (the encoder inputs of frame t), future [K,S,S,3] uint8, actions [K,A] raw, affordance [C,S,S]
+      float in [0,1], aff_valid () float, and with ``with_future_inputs`` the encoder inputs of frames
+      t+1..t+K stacked as ``future_<name>`` [K,...] (latent-consistency targets).
+    A frame's prev is frame t-1 when it is at most 1.5 dt older, else the frame itself (as at runtime).
+    """
+
+    def __init__(self, episodes: Sequence[Episode], cfg: ModelConfig, with_future_inputs: bool = True) -> None:
+        self.cfg = cfg
+        self.k = cfg.horizon
+        self.with_future = with_future_inputs
+        self.eps = []
+        self.index: list[tuple[int, int]] = []
+        for ei, ep in enumerate(episodes):
+            norm = normalize(ep.raw, cfg)
+            gap = np.diff(ep.stamps_ns, prepend=ep.stamps_ns[:1] - 10 * cfg.dt_ns)
+            has_prev = (gap > 0) & (gap <= 1.5 * cfg.dt_ns)
+            prev_idx = np.where(has_prev, np.arange(len(ep)) - 1, np.arange(len(ep)))
+            # A window must be K consecutive frames at ~dt spacing (no dropped camera frames inside it).
+            ok = np.ones(len(ep), bool)
+            self.eps.append((ep, norm, prev_idx))
+            for t in range(len(ep) - self.k):
+                if ok[t] and has_prev[t + 1 : t + self.k + 1].all():
+                    self.index.append((ei, t))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _enc(self, norm: dict[str, np.ndarray], prev_idx: np.ndarray, t: np.ndarray | int) -> dict[str, np.ndarray]:
+        def chw(img: np.ndarray) -> np.ndarray:
+            return np.moveaxis(img, -1, -3).astype(np.float32) / np.float32(255.0)
+
+        return {
+            "image": chw(norm["image"][t]),
+            "prev_image": chw(norm["image"][prev_idx[t]]),
+            "audio_mel": norm["audio_mel"][t][..., None, :, :],
+            "tactile": norm["tactile"][t][..., None, :, :],
+            "proprio": norm["proprio"][t],
+            "action": norm["action"][t],
+            "mask": norm["mask"][t],
+        }
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        ei, t = self.index[i]
+        ep, norm, prev_idx = self.eps[ei]
+        k = self.k
+        out = self._enc(norm, prev_idx, t)
+        out["future"] = ep.raw["image"][t + 1 : t + k + 1]
+        acts = ep.raw["action"][t : t + k].astype(np.float32)
+        # A missing action reading means "unknown", the best guess is the last known command.
+        amask = ep.raw["mask"][t : t + k, MODALITIES.index("action")] > 0
+        for j in range(1, k):
+            if not amask[j]:
+                acts[j] = acts[j - 1]
+        out["actions"] = acts
+        out["affordance"] = ep.affordance[t].astype(np.float32) / np.float32(255.0)
+        out["aff_valid"] = np.float32(ep.aff_valid[t])
+        if self.with_future:
+            fut = self._enc(norm, prev_idx, np.arange(t + 1, t + k + 1))
+            out.update({f"future_{n}": v for n, v in fut.items()})
+        return {n: np.ascontiguousarray(v) for n, v in out.items()}

@@ -1,0 +1,258 @@
+"""The multimodal world model: encode one observation into a state, roll it forward K steps under N
+candidate action sequences, decode frames and affordance maps.
+
+  encoder(image, prev_image, audio_mel, tactile, proprio, action, mask)
+      -> (latent [B,D], skip1 [B,c0,H/2,W/2], skip2 [B,c1,H/4,W/4], skip3 [B,c2,H/8,W/8], last_frame [B,3,H,W])
+  rollout_net(latent, skip1, skip2, skip3, last_frame, actions [N,K,A])
+      -> (frames [N,K,3,H,W] in [0,1], affordance [N,C,H,W] in [0,1])
+
+Frames are predicted *relative to the last frame*: for every step k the decoder outputs a flow field that
+warps the current frame to t+k, a blend mask and generated colours for what the warp cannot explain
+(disocclusions, lighting). Predicting pixels from the latent alone gives blurry frames that lose to
+copy-last-frame; warping keeps the static scene pixel-exact and moves objects sharply.
+
+The two halves are separate modules because the runtime exports them as two ONNX graphs: one encode per
+observation, then any number of rollouts (MPC queries) from the same state. Both are static-shape except
+the candidate axis N, use no data-dependent control flow, and stick to ops TensorRT parses
+(Conv, ConvTranspose-free nearest Resize, GridSample, Gemm, elementwise).
+
+``actions`` fed to the rollout are RAW end-effector twists (m/s, rad/s); the graph normalises them with
+the config's statistics, so callers never need to know them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from embodied_wm.model.config import ModelConfig
+from embodied_wm.model.preprocess import ENCODER_INPUTS
+from embodied_wm.observation import MODALITIES
+
+ENCODER_OUTPUTS: tuple[str, ...] = ("latent", "skip1", "skip2", "skip3", "last_frame")
+ROLLOUT_INPUTS: tuple[str, ...] = (*ENCODER_OUTPUTS, "actions")
+ROLLOUT_OUTPUTS: tuple[str, ...] = ("frames", "affordance")
+
+__all__ = [
+    "ENCODER_INPUTS",
+    "ENCODER_OUTPUTS",
+    "ROLLOUT_INPUTS",
+    "ROLLOUT_OUTPUTS",
+    "Encoder",
+    "RolloutNet",
+    "WorldModel",
+]
+
+#: Largest per-step displacement the flow head can express, as a fraction of the image side.
+MAX_FLOW = 0.5
+
+
+def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv + GroupNorm + SiLU. GroupNorm (not BatchNorm) so a batch of one behaves like training."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(min(8, cout // 4), cout), nn.SiLU()
+    )
+
+
+def mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, cout))
+
+
+class Encoder(nn.Module):
+    """Per-modality encoders fused into one latent; spatial image features are kept as skips."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c0, c1, c2 = cfg.enc_channels
+        e, d, s8 = cfg.embed_dim, cfg.latent_dim, cfg.image_size // 8
+        # Vision sees current frame, previous frame and their difference: motion is explicit.
+        self.down1 = nn.Sequential(conv(9, c0, 2), conv(c0, c0))
+        self.down2 = nn.Sequential(conv(c0, c1, 2), conv(c1, c1))
+        self.down3 = nn.Sequential(conv(c1, c2, 2), conv(c2, c2))
+        self.vis_squeeze = nn.Conv2d(c2, 16, 1)
+        self.vis_fc = nn.Linear(16 * s8 * s8, d)
+        n_audio = cfg.n_mels * cfg.mel_frames
+        self.audio = mlp(n_audio, 2 * e, e)
+        self.tactile = mlp(cfg.tactile_shape[0] * cfg.tactile_shape[1], e, e)
+        self.proprio = mlp(cfg.proprio_dim, e, e)
+        self.action = mlp(cfg.action_dim, e, e)
+        # Learned stand-ins for absent sensors (vision + 4 vector modalities, MODALITIES order).
+        self.missing_vis = nn.Parameter(torch.zeros(d))
+        self.missing = nn.Parameter(torch.zeros(len(MODALITIES) - 1, e))
+        self.fuse = nn.Sequential(
+            nn.Linear(d + 4 * e, d), nn.LayerNorm(d), nn.SiLU(), nn.Linear(d, d), nn.LayerNorm(d), nn.Tanh()
+        )  # tanh: the latent lives in the GRU state's range, so rolled and encoded latents are comparable
+
+    def forward(
+        self,
+        image: Tensor,
+        prev_image: Tensor,
+        audio_mel: Tensor,
+        tactile: Tensor,
+        proprio: Tensor,
+        action: Tensor,
+        mask: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        m_img = mask[:, 0:1]
+        m_img4 = m_img[:, :, None, None]
+        # Gating the image itself (not only the embedding) keeps every image-derived output on the mask path.
+        img, prev = image * m_img4, prev_image * m_img4
+        s1 = self.down1(torch.cat([img, prev, img - prev], 1)) * m_img4
+        s2 = self.down2(s1) * m_img4
+        s3 = self.down3(s2) * m_img4
+        vis = self.vis_fc(self.vis_squeeze(s3).flatten(1))
+        vis = vis * m_img + self.missing_vis * (1 - m_img)
+        embeds = [vis]
+        for i, (net, x) in enumerate(
+            ((self.audio, audio_mel), (self.tactile, tactile), (self.proprio, proprio), (self.action, action))
+        ):
+            m = mask[:, i + 1 : i + 2]
+            embeds.append(net(x.flatten(1)) * m + self.missing[i] * (1 - m))
+        latent = self.fuse(torch.cat(embeds, 1))
+        return latent, s1, s2, s3, img
+
+
+class GRUCell(nn.Module):
+    """GRU with LayerNorm on the gates (as in DreamerV3's RSSM): stable over long unrolls."""
+
+    def __init__(self, inp: int, hidden: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(inp + hidden, 3 * hidden, bias=False)
+        self.norm = nn.LayerNorm(3 * hidden)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        reset, cand, update = self.norm(self.lin(torch.cat([x, h], -1))).chunk(3, -1)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1)  # bias towards keeping the state
+        return update * cand + (1 - update) * h
+
+
+class RolloutNet(nn.Module):
+    """Action-conditioned dynamics (K GRU steps), per-step frame decoder, affordance head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c0, c1, c2 = cfg.enc_channels
+        d0, d1, d2 = cfg.dec_channels
+        d, e, s = cfg.latent_dim, cfg.embed_dim, cfg.image_size
+        self.s8 = s // 8
+        self.register_buffer("action_mean", torch.tensor(cfg.action_mean).float(), persistent=False)
+        self.register_buffer("action_std", torch.tensor(cfg.action_std).float(), persistent=False)
+        self.act_embed = mlp(cfg.action_dim, e, e)
+        self.cell = GRUCell(e, d)
+        # Decoder: latent -> coarse map, merged with the encoder's skips on the way up.
+        self.lat_map = nn.Linear(d, 16 * self.s8 * self.s8)
+        self.lat_vec = nn.Linear(d, d0)
+        self.dec3 = nn.Sequential(conv(16 + c2, d0), conv(d0, d0))
+        self.dec2 = nn.Sequential(conv(d0 + c1, d1), conv(d1, d1))
+        self.dec1 = nn.Sequential(conv(d1 + c0, d2), conv(d2, d2))
+        self.dec0 = nn.Sequential(conv(d2 + 3, d2), nn.Conv2d(d2, 6, 3, 1, 1))
+        # Affordance: pooled per-step features over the horizon (max = "ever", mean = "how long").
+        n_aff = len(cfg.affordance_channels)
+        self.aff = nn.Sequential(conv(2 * d2 + c0, d2), conv(d2, d2), nn.Conv2d(d2, n_aff, 3, 1, 1))
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+        # Pixel-centre grid in grid_sample's align_corners=False convention.
+        base = torch.stack([xs, ys], -1) * (s - 1) / s
+        self.register_buffer("base_grid", base[None], persistent=False)
+        # Start from "copy the last frame": zero flow, blend mask ~ 1.
+        head = self.dec0[-1]
+        assert isinstance(head, nn.Conv2d) and head.bias is not None
+        nn.init.zeros_(head.weight)
+        nn.init.constant_(head.bias, 0.0)
+        with torch.no_grad():
+            head.bias[2] = 4.0
+
+    def dynamics(self, latent: Tensor, actions: Tensor) -> Tensor:
+        """latent [N,D] (or [1,D]), raw actions [N,K,A] -> rolled latents [N,K,D]."""
+        n, k = actions.shape[0], actions.shape[1]
+        h = latent.expand(n, -1)
+        a = self.act_embed((actions - self.action_mean) / self.action_std)
+        states = []
+        for i in range(k):  # K is static: unrolled in the exported graph
+            h = self.cell(a[:, i], h)
+            states.append(h)
+        return torch.stack(states, 1)
+
+    def forward(
+        self, latent: Tensor, skip1: Tensor, skip2: Tensor, skip3: Tensor, last_frame: Tensor, actions: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        frames, aff_logits, _ = self.decode(latent, skip1, skip2, skip3, last_frame, actions)
+        return frames, torch.sigmoid(aff_logits)
+
+    def decode(
+        self, latent: Tensor, skip1: Tensor, skip2: Tensor, skip3: Tensor, last_frame: Tensor, actions: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(frames, affordance LOGITS [N,C,H,W], rolled latents [N,K,D]); training uses the logits for a
+        numerically stable BCE and the latents for the latent-consistency loss."""
+        n, k = actions.shape[0], actions.shape[1]
+        s = self.cfg.image_size
+        z = self.dynamics(latent, actions)  # [N,K,D]
+        zf = z.reshape(n * k, -1)
+
+        def tile(x: Tensor) -> Tensor:
+            # [B,C,h,w] with B in {1, N} -> [N*K,C,h,w]; expand (not repeat) so batch-1 state is free.
+            x = x[:, None].expand(n, k, -1, -1, -1)
+            return x.reshape(n * k, x.shape[2], x.shape[3], x.shape[4])
+
+        x = self.lat_map(zf).reshape(n * k, 16, self.s8, self.s8)
+        x = self.dec3(torch.cat([x, tile(skip3)], 1)) + self.lat_vec(zf)[:, :, None, None]
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = self.dec2(torch.cat([x, tile(skip2)], 1))
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        feat = self.dec1(torch.cat([x, tile(skip1)], 1))  # [N*K,d2,H/2,W/2]
+        last = tile(last_frame)
+        up = F.interpolate(feat, scale_factor=2.0, mode="nearest")
+        out = self.dec0(torch.cat([up, last], 1))
+        flow = torch.tanh(out[:, 0:2]) * MAX_FLOW
+        blend = torch.sigmoid(out[:, 2:3])
+        colour = torch.sigmoid(out[:, 3:6])
+        grid = self.base_grid + flow.permute(0, 2, 3, 1)
+        warped = F.grid_sample(last, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        frames = (blend * warped + (1 - blend) * colour).reshape(n, k, 3, s, s)
+
+        f = feat.reshape(n, k, feat.shape[1], feat.shape[2], feat.shape[3])
+        pooled = torch.cat([f.amax(1), f.mean(1), skip1.expand(n, -1, -1, -1)], 1)
+        aff = F.interpolate(self.aff(pooled), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return frames, aff, z
+
+
+class WorldModel(nn.Module):
+    ENCODER_INPUTS = ENCODER_INPUTS
+    ENCODER_OUTPUTS = ENCODER_OUTPUTS
+    ROLLOUT_INPUTS = ROLLOUT_INPUTS
+    ROLLOUT_OUTPUTS = ROLLOUT_OUTPUTS
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.rollout_net = RolloutNet(cfg)
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """All ENCODER_INPUTS then ``actions`` [N,K,A] -> (frames, affordance)."""
+        *enc, actions = inputs
+        return self.rollout_net(*self.encoder(*enc), actions)
+
+    def encode(self, inputs: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        return self.encoder(*(inputs[k] for k in ENCODER_INPUTS))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def example_inputs(self, n_candidates: int = 1, batch: int = 1) -> dict[str, Tensor]:
+        """Dummy tensors keyed by ENCODER_INPUTS + ('actions',), for export and tests. All modalities
+        present; ``actions`` is [n_candidates, K, A]."""
+        cfg, s, g = self.cfg, self.cfg.image_size, torch.Generator().manual_seed(0)
+        return {
+            "image": torch.rand(batch, 3, s, s, generator=g),
+            "prev_image": torch.rand(batch, 3, s, s, generator=g),
+            "audio_mel": torch.randn(batch, 1, cfg.n_mels, cfg.mel_frames, generator=g),
+            "tactile": torch.rand(batch, 1, *cfg.tactile_shape, generator=g),
+            "proprio": torch.randn(batch, cfg.proprio_dim, generator=g),
+            "action": torch.randn(batch, cfg.action_dim, generator=g),
+            "mask": torch.ones(batch, len(MODALITIES)),
+            "actions": torch.randn(n_candidates, cfg.horizon, cfg.action_dim, generator=g) * 0.05,
+        }

@@ -1,0 +1,713 @@
+"""perception_node: live sensors in, predicted frames and affordance maps out (a lifecycle node).
+
+Inputs (sensor-data QoS per REP-2003 unless overridden by ``qos.<input>.*``):
+  ``topics.camera`` sensor_msgs/Image (or CompressedImage with ``camera_transport: compressed``),
+  ``topics.audio`` embodied_wm/AudioFrame, ``topics.tactile`` embodied_wm/TactileArray (or
+  std_msgs/Float32MultiArray with ``tactile_type: float32_multiarray``), ``topics.joint_states``
+  sensor_msgs/JointState, ``topics.action`` geometry_msgs/TwistStamped. An empty topic disables the input.
+
+Outputs (reliable, keep last ``qos.output.depth``):
+  ``~/predicted_frames`` PredictedFrames, ``~/affordance`` AffordanceMap, ``~/world_state`` WorldState,
+  ``~/preview/frames`` and ``~/preview/affordance`` sensor_msgs/Image (rgb8; only built while someone
+  subscribes), ``/diagnostics`` DiagnosticArray (every ``diagnostics.period_s`` of steady time).
+Service: ``~/predict_rollout`` (embodied_wm/srv/PredictRollout), see ``score_rollout``.
+
+Design:
+* Every message goes through ONE ``Pipeline`` (decode, validate, align): the same code the offline replay
+  runs, so live and offline predictions agree for the same bag and model.
+* Inference runs in one worker thread on the latest observation only. While it is busy a newer
+  observation replaces the pending one and the replaced one is counted as ``dropped/stale``: the node
+  falls behind by at most one prediction, never by a growing queue.
+* Stamps come from the data: a prediction carries the stamp of the observation it was made from.
+* Lifecycle: configure creates the backend, pipeline, publishers and service; activate subscribes;
+  deactivate unsubscribes and lets the worker finish; cleanup releases the backend. ``autostart: true``
+  configures and activates at start-up (no lifecycle manager needed).
+
+Run: ``perception_node --ros-args --params-file config/perception.yaml`` (or ``python -m
+embodied_wm.ros.perception_node --ros-args -p autostart:=true``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import Node as LifecycleNode
+
+from embodied_wm.observation import Observation, Prediction, Rollout
+from embodied_wm.ros import conversions as conv
+from embodied_wm.ros import diagnostics as diag
+from embodied_wm.ros import params as P
+from embodied_wm.ros.qos import diagnostics_qos, output_qos, sensor_qos
+
+T = TypeVar("T")
+
+#: Score weight of each affordance channel when the request names none, and of the goal term.
+#: contact +1: prefer futures in which the end effector touches things (pushing needs contact);
+#: goal +1: prefer futures whose last frame is close to the goal image (score term is -MSE in [0, 1]).
+#: Other channels (e.g. "movable") weigh 0 unless the request names them.
+DEFAULT_SCORE_WEIGHTS: dict[str, float] = {"contact": 1.0, "goal": 1.0}
+#: Name of the pseudo-channel that weighs the goal-image term in PredictRollout.score_channels.
+GOAL_CHANNEL = "goal"
+
+
+# ------------------------------------------------------------------------------------ helpers
+def default_model_dir() -> Path | None:
+    """The package's shipped model: share/embodied_wm/models/tiny (installed) or <repo>/models/tiny."""
+    candidates: list[Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("embodied_wm")) / "models" / "tiny")
+    except Exception:  # not installed / no ament index: try the source tree
+        pass
+    candidates.append(Path(__file__).resolve().parents[3] / "models" / "tiny")
+    for cand in candidates:
+        if model_dir_present(cand):
+            return cand
+    return None
+
+
+def model_dir_present(path: Path) -> bool:
+    """A model directory is usable only if it holds files (a symlink install can leave empty folders)."""
+    return path.is_dir() and any(p.is_file() for p in path.iterdir())
+
+
+def _create_backend(name: str, model_dir: Path | None, device: str) -> Any:
+    from embodied_wm.runtime.select import create_backend
+
+    return create_backend(name, model_dir=model_dir, device=device)
+
+
+def create_backend_with_fallback(
+    name: str, model: str, fallback: str, device: str, warn: Callable[[str], None]
+) -> tuple[Any, dict[str, str]]:
+    """(backend, skipped) where ``skipped`` says why each preferred option was not used (for diagnostics).
+
+    A baseline name is used as is. Otherwise the model directory (``model`` or the package's models/tiny)
+    must exist and the backend must start; if either fails we warn and run ``fallback`` so the robot still
+    gets (baseline) predictions, and diagnostics say so.
+    """
+    from embodied_wm.runtime.base import BackendError
+
+    skipped: dict[str, str] = {}
+    if name in P.BASELINE_BACKENDS:
+        return _create_backend(name, None, device), skipped
+    model_dir: Path | None = Path(model).expanduser() if model else default_model_dir()
+    if model_dir is None or not model_dir_present(model_dir):
+        where = str(model_dir) if model_dir else "share/embodied_wm/models/tiny (not installed)"
+        skipped[name] = f"model directory missing: {where}"
+        warn(f"no model at {where}; using the {fallback} baseline")
+    else:
+        try:
+            backend = _create_backend(name, model_dir, device)
+            info = backend.describe()
+            for k, v in dict(info.get("skipped", {}) or {}).items():
+                skipped[str(k)] = str(v)
+            return backend, skipped
+        except (BackendError, ImportError, OSError, ValueError) as exc:
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+            warn(f"backend {name!r} with model {model_dir} failed ({exc}); using the {fallback} baseline")
+    return _create_backend(fallback, None, device), skipped
+
+
+def score_rollout(
+    rollout: Rollout, weights: Mapping[str, float], goal: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Score each candidate (higher is better): sum over affordance channels of weight * mean probability
+    over the map, plus, with a goal image (H x W x 3 at the model resolution), ``weights['goal']`` times
+    the negative mean squared difference (pixel values scaled to [0, 1]) between the candidate's last
+    predicted frame and the goal. Returns (scores, per-term scores)."""
+    n = int(rollout.frames.shape[0])
+    scores = np.zeros(n, np.float64)
+    terms: dict[str, np.ndarray] = {}
+    for c, name in enumerate(rollout.affordance_channels):
+        w = float(weights.get(name, 0.0))
+        if w != 0.0 and rollout.affordance.size:
+            term = rollout.affordance[:, c].reshape(n, -1).astype(np.float64).mean(axis=1)
+            terms[name] = term
+            scores += w * term
+    if goal is not None:
+        last = rollout.frames[:, -1].astype(np.float64) / 255.0
+        g = np.asarray(goal, np.float64)[None] / 255.0
+        term = -((last - g) ** 2).reshape(n, -1).mean(axis=1)
+        terms[GOAL_CHANNEL] = term
+        scores += float(weights.get(GOAL_CHANNEL, DEFAULT_SCORE_WEIGHTS[GOAL_CHANNEL])) * term
+    return scores.astype(np.float32), terms
+
+
+class LatestOnlyWorker(Generic[T]):
+    """One thread with a one-slot mailbox: ``submit`` replaces a pending item (counted in ``replaced``),
+    so a slow handler makes the node skip observations instead of queueing them."""
+
+    def __init__(
+        self, handler: Callable[[T], None], on_error: Callable[[BaseException], None], name: str
+    ) -> None:
+        self._handler = handler
+        self._on_error = on_error
+        self._name = name
+        self._cv = threading.Condition()
+        self._pending: T | None = None
+        self._has_pending = False
+        self._busy = False
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.replaced = 0
+        self.handled = 0
+
+    def start(self) -> None:
+        with self._cv:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the item in progress (if any); a pending item is discarded (not counted stale:
+        it was dropped by the deactivation, not by load)."""
+        with self._cv:
+            self._running = False
+            self._pending, self._has_pending = None, False
+            self._cv.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._thread = None
+
+    def submit(self, item: T) -> bool:
+        """Hand over ``item``; True if it replaced one that was still waiting."""
+        with self._cv:
+            replaced = self._has_pending
+            if replaced:
+                self.replaced += 1
+            self._pending, self._has_pending = item, True
+            self._cv.notify()
+            return replaced
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._busy or self._has_pending
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._busy or self._has_pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._running and not self._has_pending:
+                    self._cv.wait()
+                if not self._running:
+                    return
+                item = self._pending
+                self._pending, self._has_pending = None, False
+                self._busy = True
+            try:
+                self._handler(item)  # type: ignore[arg-type]
+            except Exception as exc:  # one failed prediction must not kill the worker
+                self._on_error(exc)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self.handled += 1
+                    self._cv.notify_all()
+
+
+# Pipeline kinds per input (see embodied_wm.pipeline.KINDS).
+def _kind_and_type(inp: str, camera_transport: str, tactile_type: str) -> tuple[str, Any]:
+    if inp == "camera":
+        if camera_transport == "compressed":
+            from sensor_msgs.msg import CompressedImage
+
+            return "compressed_image", CompressedImage
+        from sensor_msgs.msg import Image
+
+        return "image", Image
+    if inp == "audio":
+        from embodied_wm.msg import AudioFrame
+
+        return "audio", AudioFrame
+    if inp == "tactile":
+        if tactile_type == "float32_multiarray":
+            from std_msgs.msg import Float32MultiArray
+
+            return "tactile_f32", Float32MultiArray
+        from embodied_wm.msg import TactileArray
+
+        return "tactile", TactileArray
+    if inp == "joint_states":
+        from sensor_msgs.msg import JointState
+
+        return "joint_state", JointState
+    if inp == "action":
+        from geometry_msgs.msg import TwistStamped
+
+        return "twist", TwistStamped
+    raise ValueError(f"unknown input {inp!r}")
+
+
+def _header_stamp_ns(msg: Any) -> int | None:
+    header = getattr(msg, "header", None)
+    if header is None:
+        return None
+    return conv.time_to_ns(header.stamp)
+
+
+# --------------------------------------------------------------------------------------- node
+class PerceptionNode(LifecycleNode):
+    def __init__(self, node_name: str = "perception_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._specs = P.spec_table(P.PERCEPTION_PARAMS)
+        # Registered before declaring so bad values from a params file or -p are rejected at start-up.
+        self.add_on_set_parameters_callback(P.make_set_callback(self._specs, self._on_param_change))
+        P.declare_all(self, P.PERCEPTION_PARAMS)
+        self._live: dict[str, Any] = P.read_all(self, [s for s in P.PERCEPTION_PARAMS if s.live])
+        self._cfg: dict[str, Any] = {}
+
+        self._pipe_lock = threading.Lock()  # pipeline.feed (aligner state)
+        self._infer_lock = threading.Lock()  # backend: predict (worker) vs rollout (service)
+        self._sub_group = MutuallyExclusiveCallbackGroup()  # all inputs: feed() sees one message at a time
+        self._srv_group = MutuallyExclusiveCallbackGroup()
+        self._diag_group = MutuallyExclusiveCallbackGroup()
+
+        self._backend: Any = None
+        self._backend_skipped: dict[str, str] = {}
+        self._pipeline: Any = None
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._service: Any = None
+        self._diag_pub: Any = None
+        self._diag_timer: Any = None
+        self._worker: LatestOnlyWorker[tuple[Observation, float]] | None = None
+        self._active = False
+        self._state_name = "unconfigured"
+
+        self._meters: dict[str, diag.RateMeter] = {}
+        self._latency = diag.LatencyStats()
+        self._counters = diag.NodeCounters()
+        self._camera_stamp_ns: int | None = None
+        self._last_submitted_ns: int | None = None
+        self._last_obs_ns: int | None = None
+        self._reset_pending = False
+        self._last_missing: list[str] = []
+
+    # ------------------------------------------------------------------------------ parameters
+    def _on_param_change(self, name: str, value: Any) -> None:
+        spec = self._specs.get(name)
+        if spec is not None and spec.live:
+            self._live[name] = float(value) if spec.number else value
+
+    # ------------------------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:  # report any failure as a failed transition
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._state_name = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        from sensor_msgs.msg import Image
+
+        from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
+        from embodied_wm.pipeline import Pipeline
+        from embodied_wm.srv import PredictRollout
+
+        cfg = P.read_all(self, P.PERCEPTION_PARAMS)
+        self._cfg = cfg
+        backend, skipped = create_backend_with_fallback(
+            cfg["backend"], cfg["model"], cfg["fallback_backend"], cfg["device"], self.get_logger().warning
+        )
+        if cfg["horizon"] and int(backend.horizon) != int(cfg["horizon"]):
+            raise ValueError(
+                f"model horizon is {backend.horizon} but parameter horizon = {cfg['horizon']} "
+                f"(backend {backend.name}, model {backend.model_id}); set horizon: 0 to accept any"
+            )
+        self._backend, self._backend_skipped = backend, skipped
+        self._pipeline = Pipeline(backend)
+        self.get_logger().info(
+            f"backend {backend.name} (model {backend.model_id}, horizon {backend.horizon}, "
+            f"dt {backend.dt_ns / 1e9:.3f} s, {backend.image_size[1]}x{backend.image_size[0]})"
+            + (f"; skipped: {skipped}" if skipped else "")
+        )
+        q = output_qos(cfg["qos.output.depth"])
+        self._pubs = {
+            "frames": self.create_lifecycle_publisher(PredictedFrames, "~/predicted_frames", q),
+            "affordance": self.create_lifecycle_publisher(AffordanceMap, "~/affordance", q),
+            "preview_frames": self.create_lifecycle_publisher(Image, "~/preview/frames", q),
+            "preview_affordance": self.create_lifecycle_publisher(Image, "~/preview/affordance", q),
+        }
+        if cfg["publish_world_state"]:
+            self._pubs["world_state"] = self.create_lifecycle_publisher(WorldState, "~/world_state", q)
+        self._service = self.create_service(
+            PredictRollout, "~/predict_rollout", self._on_predict_rollout, callback_group=self._srv_group
+        )
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
+        # Steady clock: diagnostics keep coming when /clock stops (bag finished, simulator paused).
+        self._diag_timer = self.create_timer(
+            float(cfg["diagnostics.period_s"]),
+            self._publish_diagnostics,
+            callback_group=self._diag_group,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
+        self._meters = {inp: diag.RateMeter() for inp in P.INPUTS}
+        self._counters = diag.NodeCounters()
+        self._latency = diag.LatencyStats()
+        self._camera_stamp_ns = self._last_submitted_ns = self._last_obs_ns = None
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self._cfg
+        try:
+            for inp in P.INPUTS:
+                topic = cfg[f"topics.{inp}"]
+                if not topic:
+                    continue
+                kind, msg_type = _kind_and_type(inp, cfg["camera_transport"], cfg["tactile_type"])
+                qos = sensor_qos(cfg[f"qos.{inp}.reliability"], cfg[f"qos.{inp}.depth"])
+                self._subs.append(
+                    self.create_subscription(
+                        msg_type, topic, self._make_callback(inp, kind), qos, callback_group=self._sub_group
+                    )
+                )
+        except Exception as exc:
+            self.get_logger().error(f"activate failed: {exc}")
+            self._destroy_subscriptions()
+            return TransitionCallbackReturn.FAILURE
+        self._worker = LatestOnlyWorker(self._infer, self._on_infer_error, "ewm-inference")
+        self._worker.start()
+        self._active = True
+        self._state_name = "active"
+        self.get_logger().info(
+            "active: " + ", ".join(f"{i}={cfg[f'topics.{i}']}" for i in P.INPUTS if cfg[f"topics.{i}"])
+        )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._destroy_subscriptions()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self._state_name = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state_name = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._destroy_subscriptions()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self._release()
+        self._state_name = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error processing in state {state.label}; releasing everything")
+        self.on_shutdown(state)
+        self._state_name = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _destroy_subscriptions(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+
+    def _release(self) -> None:
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self._service is not None:
+            self.destroy_service(self._service)
+            self._service = None
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        with self._infer_lock:
+            # Dropping the references frees the backend (engine memory, ORT session, torch module).
+            self._backend = None
+            self._pipeline = None
+        self._backend_skipped = {}
+
+    # --------------------------------------------------------------------------------- inputs
+    def _make_callback(self, inp: str, kind: str) -> Callable[[Any], None]:
+        meter = self._meters[inp]
+        is_camera = inp == "camera"
+
+        def _callback(msg: Any) -> None:
+            t_recv = time.monotonic()
+            stamp = _header_stamp_ns(msg)
+            meter.tick(stamp, t_recv)
+            if is_camera and stamp:
+                self._camera_stamp_ns = stamp
+            if not self._active or self._pipeline is None:
+                return
+            with self._pipe_lock:
+                observations = self._pipeline.feed(
+                    kind, msg, receive_stamp_ns=self.get_clock().now().nanoseconds
+                )
+            for obs in observations:
+                self._on_observation(obs, t_recv)
+
+        return _callback
+
+    def _on_observation(self, obs: Observation, t_recv: float) -> None:
+        self._last_missing = list(obs.missing)
+        if self._last_obs_ns is not None and obs.stamp_ns < self._last_obs_ns:
+            # Time went backwards (bag loop, simulator reset): motion history is meaningless now.
+            self._counters.time_jumps += 1
+            self._reset_pending = True
+            self._last_submitted_ns = None
+        self._last_obs_ns = obs.stamp_ns
+        rate = float(self._live.get("rate_hz", 0.0))
+        if rate > 0 and self._last_submitted_ns is not None:
+            # Rate limiting in data time, so a replay at any speed predicts at the same stamps.
+            # The 1 % slack keeps a 10 Hz camera at rate_hz 10 from losing frames to stamp jitter.
+            if obs.stamp_ns - self._last_submitted_ns < 0.99e9 / rate:
+                self._counters.rate_limited += 1
+                return
+        self._last_submitted_ns = obs.stamp_ns
+        worker = self._worker
+        if worker is not None:
+            worker.submit((obs, t_recv))
+            self._counters.stale = worker.replaced
+
+    # ------------------------------------------------------------------------------ inference
+    def _on_infer_error(self, exc: BaseException) -> None:
+        self._counters.prediction_errors += 1
+        self._counters.last_error = f"{type(exc).__name__}: {exc}"
+        self.get_logger().warning(
+            f"prediction failed: {self._counters.last_error}", throttle_duration_sec=5.0
+        )
+
+    def _infer(self, item: tuple[Observation, float]) -> None:
+        obs, t_recv = item
+        t0 = time.monotonic()
+        with self._infer_lock:
+            pipeline = self._pipeline
+            if pipeline is None:
+                return
+            if self._reset_pending:
+                self._reset_pending = False
+                self._backend.reset()
+            pred: Prediction = pipeline.predict(obs)
+        t1 = time.monotonic()
+        fid = self._cfg.get("frame_id") or obs.frame_id or pred.frame_id
+        self._publish_prediction(pred, obs, fid)
+        t2 = time.monotonic()
+        self._counters.predictions += 1
+        self._latency.add_all(pred.timings_ms, prefix="model/")
+        self._latency.add("queue_wait", (t0 - t_recv) * 1e3)
+        self._latency.add("predict", (t1 - t0) * 1e3)
+        self._latency.add("publish", (t2 - t1) * 1e3)
+        self._latency.add("receive_to_publish", (t2 - t_recv) * 1e3)
+
+    def _publish_prediction(self, pred: Prediction, obs: Observation, frame_id: str) -> None:
+        pubs = self._pubs
+        if not pubs:
+            return
+        pubs["frames"].publish(conv.prediction_to_frames_msg(pred, frame_id))
+        pubs["affordance"].publish(conv.prediction_to_affordance_msg(pred, frame_id))
+        if "world_state" in pubs:
+            pubs["world_state"].publish(conv.prediction_to_world_state_msg(pred, frame_id))
+        if not self._live.get("preview.enabled", True):
+            return
+        scale = int(self._live.get("preview.scale", 1))
+        # Previews are for people: skip the pixel work when nobody is looking.
+        if pubs["preview_frames"].get_subscription_count() > 0:
+            tile = conv.tile_preview(
+                obs.image, pred.frames, int(self._live.get("preview.max_frames", 4)), scale
+            )
+            pubs["preview_frames"].publish(conv.rgb_to_image_msg(tile, pred.stamp_ns, frame_id))
+        if pubs["preview_affordance"].get_subscription_count() > 0:
+            h, w = pred.frames.shape[1:3]
+            base = conv.resize_nearest(obs.image, h, w) if obs.image is not None else pred.frames[0]
+            img = conv.affordance_preview(
+                base,
+                pred.affordance,
+                pred.affordance_channels,
+                str(self._live.get("preview.channel", "")),
+                scale,
+            )
+            pubs["preview_affordance"].publish(conv.rgb_to_image_msg(img, pred.stamp_ns, frame_id))
+
+    # -------------------------------------------------------------------------------- service
+    def _on_predict_rollout(self, request: Any, response: Any) -> Any:
+        self._counters.service_calls += 1
+        try:
+            self._rollout(request, response)
+        except _RejectedError as exc:
+            self._counters.service_rejected += 1
+            response.success = False
+            response.message = str(exc)
+        except Exception as exc:  # a service must answer, never crash the node
+            self._counters.service_rejected += 1
+            response.success = False
+            response.message = f"rollout failed: {type(exc).__name__}: {exc}"
+            self.get_logger().warning(response.message)
+        return response
+
+    def _rollout(self, request: Any, response: Any) -> None:
+        backend = self._backend
+        if backend is None or not self._active:
+            raise _RejectedError(f"node is {self._state_name}, not active")
+        response.model_id = backend.model_id
+        n, k, a = int(request.num_candidates), int(request.horizon), int(request.action_dim)
+        if n < 1:
+            raise _RejectedError("num_candidates must be >= 1")
+        if k != backend.horizon:
+            raise _RejectedError(f"horizon {k} != model horizon {backend.horizon} (model {backend.model_id})")
+        if a != backend.action_dim:
+            raise _RejectedError(f"action_dim {a} != model action_dim {backend.action_dim}")
+        actions = np.asarray(request.actions, np.float32)
+        if actions.size != n * k * a:
+            raise _RejectedError(
+                f"len(actions) = {actions.size} but num_candidates*horizon*action_dim = "
+                f"{n}*{k}*{a} = {n * k * a}"
+            )
+        if not np.isfinite(actions).all():
+            raise _RejectedError("actions contain NaN or infinite values")
+        if len(request.score_channels) != len(request.score_weights):
+            raise _RejectedError(
+                f"score_channels has {len(request.score_channels)} names but score_weights "
+                f"{len(request.score_weights)} values"
+            )
+        weights = dict(DEFAULT_SCORE_WEIGHTS)
+        weights.update({str(c): float(w) for c, w in zip(request.score_channels, request.score_weights)})
+        goal = None
+        if int(request.goal.height) > 0:
+            try:
+                goal_rgb = conv.image_msg_to_rgb(request.goal)
+            except ValueError as exc:
+                raise _RejectedError(f"goal image: {exc}") from exc
+            h, w = backend.image_size
+            goal = conv.resize_area(goal_rgb, h, w)
+        t0 = time.monotonic()
+        with self._infer_lock:
+            if self._pipeline is None:
+                raise _RejectedError("node was cleaned up")
+            try:
+                rollout: Rollout = backend.rollout(actions.reshape(n, k, a))
+            except Exception as exc:
+                from embodied_wm.runtime.base import BackendError
+
+                if isinstance(exc, BackendError):
+                    raise _RejectedError(f"no current state yet ({exc})") from exc
+                raise
+        self._latency.add("service/rollout", (time.monotonic() - t0) * 1e3)
+        scores, _terms = score_rollout(rollout, weights, goal)
+        response.scores = scores.tolist()
+        response.best_index = int(np.argmax(scores))
+        if request.return_predictions:
+            fid = self._cfg.get("frame_id") or "camera_optical_frame"
+            response.predictions, response.affordances = conv.rollout_to_msgs(rollout, fid)
+        known = set(rollout.affordance_channels) | {GOAL_CHANNEL}
+        ignored = sorted(set(request.score_channels) - known)
+        response.success = True
+        response.message = f"{n} candidates scored at stamp {rollout.stamp_ns}" + (
+            f"; ignored score channels the model does not produce: {', '.join(ignored)}" if ignored else ""
+        )
+
+    # ---------------------------------------------------------------------------- diagnostics
+    def diagnostics_snapshot(self) -> diag.Snapshot:
+        pipeline = self._pipeline
+        stats: Mapping[str, Any] = {}
+        if pipeline is not None:
+            with self._pipe_lock:
+                stats = pipeline.stats.as_dict()
+        backend_info: dict[str, Any] = {}
+        if self._backend is not None:
+            backend_info = {k: v for k, v in self._backend.describe().items() if k != "skipped"}
+        worker = self._worker
+        if worker is not None:
+            self._counters.stale = worker.replaced
+        return diag.Snapshot(
+            node_name=self.get_name(),
+            lifecycle_state=self._state_name,
+            inputs={i: self._cfg.get(f"topics.{i}", "") for i in P.INPUTS},
+            meters=self._meters,
+            camera_stamp_ns=self._camera_stamp_ns,
+            missing_after_s=float(self._live.get("diagnostics.missing_after_s", 1.0)),
+            missing_in_last_observation=self._last_missing,
+            latency=self._latency.summary(),
+            counters=self._counters,
+            pipeline_stats=stats,
+            backend=backend_info,
+            backend_skipped=self._backend_skipped,
+            pending=worker.busy if worker is not None else False,
+        )
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is None:
+            return
+        arr = diag.build_array(self.diagnostics_snapshot(), self.get_clock().now().to_msg())
+        self._diag_pub.publish(arr)
+
+
+class _RejectedError(Exception):
+    """A PredictRollout request that cannot be served; the text goes to the response message."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv if argv is None else ["perception_node", *argv])
+    rclpy.init(args=args)
+    node: PerceptionNode | None = None
+    executor = MultiThreadedExecutor(num_threads=3)
+    try:
+        node = PerceptionNode()
+        executor.add_node(node)
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().fatal("autostart: configure failed")
+                return 1
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().fatal("autostart: activate failed")
+                return 1
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # bad parameters at start-up end here: say why, exit 1
+        print(f"perception_node: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            if node._worker is not None:
+                node._worker.stop()
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown(timeout_sec=1.0)
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

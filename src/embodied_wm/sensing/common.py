@@ -1,0 +1,53 @@
+"""Helpers shared by the decoders: header stamps and zero-copy views of message sequences.
+
+Decoders take rclpy messages (sequences arrive as array.array / bytes / lists) and rosbags messages
+(numpy arrays) alike, so everything here duck-types on the value it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from embodied_wm.observation import NS_PER_S
+from embodied_wm.sensing.errors import NonFiniteError, SensingError
+
+
+def stamp_ns(header: Any) -> int:
+    """``header.stamp`` (builtin_interfaces/Time) as integer nanoseconds."""
+    stamp = header.stamp
+    ns = int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+    if ns < 0:
+        raise SensingError(f"header stamp must be >= 0, got {int(stamp.sec)}s {int(stamp.nanosec)}ns", "bad_stamp")
+    return ns
+
+
+def frame_id(header: Any) -> str:
+    return str(getattr(header, "frame_id", ""))
+
+
+def as_uint8(data: Any) -> np.ndarray:
+    """A 1-D uint8 view of a uint8[] field without copying when the object exposes a buffer."""
+    if isinstance(data, np.ndarray):
+        if data.dtype == np.uint8:
+            return data.reshape(-1)
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, dtype=np.uint8)
+    try:
+        # array.array('B') and anything else with the buffer protocol.
+        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def as_float32(data: Any) -> np.ndarray:
+    """A 1-D float32 array of a float32[]/float64[] field (copy only when the dtype differs)."""
+    return np.asarray(data, dtype=np.float32).reshape(-1)
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    if values.size and not np.isfinite(values).all():
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise NonFiniteError(f"{what}: expected finite values, got {bad} NaN/inf of {values.size}")

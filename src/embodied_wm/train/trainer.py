@@ -1,0 +1,301 @@
+"""Training loop: single process (CPU or one GPU) or torchrun (DistributedDataParallel, one process per
+GPU, DistributedSampler shards the windows).
+
+The output directory IS a checkpoint directory (``model.safetensors`` + ``config.json``, loadable with
+``load_checkpoint``), plus ``optimizer.safetensors`` / ``train_state.json`` for ``--resume``, ``best/``
+(the checkpoint with the best validation moving-region PSNR) and ``metrics.json``. Nothing is pickled.
+
+Reproducibility: parameters are initialised from ``seed``; the window order of epoch e is a permutation
+seeded by (seed, e), so a resumed run continues exactly the batch sequence of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
+
+from embodied_wm.data.dataset import (
+    Episode,
+    WindowDataset,
+    load_episodes,
+    split_episodes,
+    stats_from_episodes,
+)
+from embodied_wm.model.checkpoint import load_checkpoint, save_checkpoint
+from embodied_wm.model.config import ModelConfig, load_config
+from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
+from embodied_wm.train.evaluate import evaluate_model
+from embodied_wm.train.losses import LossWeights, affordance_loss, frame_loss, latent_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainArgs:
+    data: list[str]
+    out: str
+    config: str = "tiny"
+    steps: int = 3000
+    batch: int = 16
+    lr: float = 2e-3
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = False
+    val_every: int = 500
+    val_data: list[str] | None = None
+    val_fraction: float = 0.1
+    max_val_samples: int | None = 400
+    cache_dir: str | None = None
+    threads: int | None = None
+    warmup: int = 200
+    weight_decay: float = 1e-4
+    progress: bool = True
+    weights: LossWeights = field(default_factory=LossWeights)
+
+
+class TrainStep(nn.Module):
+    """Model + losses in one forward, so DistributedDataParallel sees every parameter use."""
+
+    def __init__(self, model: WorldModel, weights: LossWeights) -> None:
+        super().__init__()
+        self.model = model
+        self.w = weights
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        m, w = self.model, self.w
+        state = m.encoder(*(batch[n] for n in ENCODER_INPUTS))
+        frames, aff_logits, rolled = m.rollout_net.decode(*state, batch["actions"])
+        target = batch["future"]
+        b, k = target.shape[:2]
+        with torch.no_grad():
+            fut = [batch[f"future_{n}"].flatten(0, 1) for n in ENCODER_INPUTS]
+            target_latent = m.encoder(*fut)[0].reshape(b, k, -1)
+        parts = {
+            "frame": frame_loss(frames, target, batch["image"], w),
+            "affordance": affordance_loss(aff_logits, batch["affordance"], batch["aff_valid"], w),
+            "latent": latent_loss(rolled, target_latent),
+        }
+        total = w.frame * parts["frame"] + w.affordance * parts["affordance"] + w.latent * parts["latent"]
+        return total, parts
+
+
+def _to_batch(items: list[dict[str, np.ndarray]], device: torch.device) -> dict[str, Tensor]:
+    batch = {n: torch.from_numpy(np.stack([it[n] for it in items])) for n in items[0]}
+    # Future frames travel as uint8 (4x less to copy) and become float on the device.
+    batch["future"] = batch["future"].to(device).permute(0, 1, 4, 2, 3).float() / 255.0
+    return {n: v.to(device, non_blocking=True) for n, v in batch.items()}
+
+
+def _batches(
+    ds: WindowDataset, sampler: DistributedSampler, batch: int, start_step: int
+) -> Iterator[list[dict[str, np.ndarray]]]:
+    per_epoch = len(sampler) // batch
+    if per_epoch == 0:
+        raise ValueError(f"only {len(sampler)} training windows per process, fewer than --batch {batch}")
+    epoch, offset = divmod(start_step, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        for i in range(offset, per_epoch):
+            yield [ds[j] for j in order[i * batch : (i + 1) * batch]]
+        epoch, offset = epoch + 1, 0
+
+
+def lr_at(step: int, a: TrainArgs) -> float:
+    """Linear warm-up, then cosine decay to 5% of the peak."""
+    if step < a.warmup:
+        return a.lr * (step + 1) / a.warmup
+    p = min(1.0, (step - a.warmup) / max(1, a.steps - a.warmup))
+    return a.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * p)))
+
+
+def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors: dict[str, Tensor] = {}
+    for pid, st in opt.state_dict()["state"].items():
+        for name, v in st.items():
+            t = v if isinstance(v, Tensor) else torch.tensor(v)
+            tensors[f"{pid}.{name}"] = t.detach().cpu().contiguous()
+    save_file(tensors, str(path))
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    flat = load_file(str(path))
+    sd = opt.state_dict()
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, v in flat.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return (
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def run_training(a: TrainArgs) -> dict[str, Any]:
+    world, rank, local_rank = _dist_env()
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
+    if world > 1:
+        dist.init_process_group("nccl" if a.device.startswith("cuda") else "gloo")
+    device = torch.device(f"cuda:{local_rank}" if a.device.startswith("cuda") else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    out = Path(a.out)
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    resumed = a.resume and (out / "model.safetensors").is_file() and (out / "train_state.json").is_file()
+    cfg: ModelConfig
+    if resumed:
+        loaded = load_checkpoint(out)
+        cfg, model = loaded.cfg, loaded.model
+        tstate = json.loads((out / "train_state.json").read_text())
+        start_step, history = int(tstate["step"]), list(tstate.get("history", []))
+        best = float(tstate.get("best", -math.inf))
+        elapsed0 = float(tstate.get("elapsed_s", 0.0))
+    else:
+        cfg = load_config(a.config)
+        start_step, history, best, elapsed0 = 0, [], -math.inf, 0.0
+
+    episodes = load_episodes(a.data, cfg, a.cache_dir, progress=a.progress and is_main)
+    val_eps: list[Episode]
+    if a.val_data:
+        train_eps, val_eps = list(episodes), load_episodes(a.val_data, cfg, a.cache_dir)
+    else:
+        train_eps, val_eps = split_episodes(episodes, a.val_fraction, a.seed)
+    if not resumed:
+        cfg = cfg.replace(**stats_from_episodes(train_eps))
+        model = WorldModel(cfg)
+    model.to(device).train()
+    ds = WindowDataset(train_eps, cfg)
+    step_mod: nn.Module = TrainStep(model, a.weights)
+    if world > 1:
+        step_mod = nn.parallel.DistributedDataParallel(
+            step_mod, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay, betas=(0.9, 0.99))
+    if resumed and (out / "optimizer.safetensors").is_file():
+        _load_optimizer(opt, out / "optimizer.safetensors")
+    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=a.seed, drop_last=True)
+    batches = _batches(ds, sampler, a.batch, start_step)
+    command = " ".join(shlex.quote(x) for x in sys.argv)
+    if is_main:
+        log.info(
+            "training %s (%d params) on %d windows from %d episodes (%d held out), device %s, world %d",
+            cfg.name, model.num_params(), len(ds), len(train_eps), len(val_eps), device, world,
+        )
+
+    def checkpoint(step: int, val: dict[str, Any] | None, elapsed: float) -> None:
+        meta = {
+            "command": command,
+            "step": step,
+            "train_args": {k: v for k, v in asdict(a).items() if k != "weights"},
+            "loss_weights": asdict(a.weights),
+            "train_episodes": [e.source for e in train_eps],
+            "val_episodes": [e.source for e in val_eps],
+            "val_metrics": val or {},
+        }
+        save_checkpoint(model, cfg, out, meta)
+        _save_optimizer(opt, out / "optimizer.safetensors")
+        state = {"step": step, "history": history, "best": best, "elapsed_s": elapsed}
+        (out / "train_state.json").write_text(json.dumps(state, indent=1) + "\n")
+
+    bar = None
+    if a.progress and is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=a.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    running: dict[str, float] = {}
+    val: dict[str, Any] | None = None
+    step = start_step
+    for step in range(start_step, a.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a)
+        batch = _to_batch(next(batches), device)
+        loss, parts = step_mod(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        for n, v in {"loss": loss, **parts}.items():
+            running[n] = 0.98 * running.get(n, float(v)) + 0.02 * float(v)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({n: f"{v:.4f}" for n, v in running.items()}, refresh=False)
+        done = step + 1
+        if done % a.val_every == 0 or done == a.steps:
+            if is_main:
+                val = evaluate_model(
+                    model, val_eps, max_samples=a.max_val_samples, device=device, baselines=False
+                ) if val_eps else None
+                model.train()
+                entry = {"step": done, "train_loss": dict(running), "time_s": elapsed0 + time.time() - t0}
+                if val:
+                    entry["val"] = val
+                history.append(entry)
+                msg = f"step {done}: loss {running['loss']:.4f}"
+                if val:
+                    msg += (
+                        f", val moving PSNR model {val['psnr_moving_mean']['model']:.2f} dB vs copy-last "
+                        f"{val['psnr_moving_mean']['copy_last']:.2f} dB, contact AUROC {val.get('contact_auroc')}"
+                    )
+                (bar.write if bar is not None else log.info)(msg)
+                score = val["psnr_moving_gain_vs_copy_last"] if val else -math.inf
+                checkpoint(done, val, elapsed0 + time.time() - t0)
+                if val and score > best:
+                    best = score
+                    save_checkpoint(model, cfg, out / "best", {"command": command, "step": done, "val_metrics": val})
+                    state = json.loads((out / "train_state.json").read_text())
+                    state["best"] = best
+                    (out / "train_state.json").write_text(json.dumps(state, indent=1) + "\n")
+            if world > 1:
+                dist.barrier()
+    if bar is not None:
+        bar.close()
+    result = {
+        "config": cfg.name,
+        "params": model.num_params(),
+        "steps": a.steps,
+        "train_windows": len(ds),
+        "train_episodes": len(train_eps),
+        "val_episodes": len(val_eps),
+        "train_time_s": elapsed0 + time.time() - t0,
+        "final_train_loss": running,
+        "final_val": val,
+        "best_val_psnr_gain": best,
+        "history": history,
+        "command": command,
+    }
+    if is_main:
+        (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    if world > 1:
+        dist.destroy_process_group()
+    return result
