@@ -17,6 +17,15 @@ from embodied_wm.model.world_model import (
 from embodied_wm.observation import MODALITIES, Observation
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: the CI machine is shared, and oversubscribed OpenMP threads are 10-50x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> WorldModel:
     torch.manual_seed(0)
@@ -137,8 +146,8 @@ def test_batched_rollout_equals_loop(tiny: WorldModel) -> None:
         frames, aff = tiny.rollout_net(*state, ex["actions"])
         for i in range(5):
             f1, a1 = tiny.rollout_net(*state, ex["actions"][i : i + 1])
-            torch.testing.assert_close(f1[0], frames[i], rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(a1[0], aff[i], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(f1[0], frames[i], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(a1[0], aff[i], rtol=1e-4, atol=1e-4)
         # Different actions give different futures (the dynamics are action-conditioned).
         assert not torch.allclose(frames[0], frames[1])
         # A batch of states with one action sequence each equals per-state calls.
@@ -147,7 +156,7 @@ def test_batched_rollout_equals_loop(tiny: WorldModel) -> None:
         f2, _ = tiny.rollout_net(*st2, ex2["actions"])
         st_b = [t[1:2] for t in st2]
         f_b, _ = tiny.rollout_net(*st_b, ex2["actions"][1:2])
-        torch.testing.assert_close(f2[1], f_b[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(f2[1], f_b[0], rtol=1e-4, atol=1e-4)
 
 
 def test_onnx_export_matches_torch(tiny: WorldModel, tmp_path) -> None:

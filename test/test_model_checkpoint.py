@@ -15,6 +15,15 @@ from embodied_wm.model.config import load_config
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: the CI machine is shared, and oversubscribed OpenMP threads are 10-50x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorldModel, str]:
     torch.manual_seed(3)

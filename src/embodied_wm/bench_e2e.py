@@ -151,25 +151,39 @@ def _number(value: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-#: Diagnostics keys that are model compute (backend time), as opposed to node stages such as decode/align.
-_COMPUTE_KEY = re.compile(r"(^|[._/ ])(model|backend|predict|inference|compute)([._/ ]|$)", re.IGNORECASE)
-_LATENCY_KEY = re.compile(r"(latency|_ms|\bms\b|time|stage|duration)", re.IGNORECASE)
+#: Timing-like diagnostics keys (perception_node reports "latency_ms/<stage>/p50" and "/p99").
+_LATENCY_KEY = re.compile(r"(latency|_ms|\bms\b|duration)", re.IGNORECASE)
+#: Stage names that are the model itself, as opposed to node stages (decode, align, publish, ...).
+_COMPUTE_STAGE = re.compile(r"^(model|backend|predict|inference|compute)$", re.IGNORECASE)
+
+
+def _stage_of(key: str) -> tuple[str, str] | None:
+    """("<stage>", "p50") from a key like "<status>/latency_ms/<stage>/p50", None if not of that form.
+    The status name (e.g. "perception_node: inference") is not part of the stage."""
+    m = re.search(r"latency_ms/(.+)/(p50|p99|mean|max)$", key)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def model_compute_ms(stages: Mapping[str, float]) -> tuple[float | None, str | None]:
-    """Pick the model-compute p50 from the node's per-stage diagnostics: the key naming the backend /
-    predict stage, preferring p50 over mean. Returns (value, key) or (None, None) if none is reported."""
-    candidates = [k for k in stages if _COMPUTE_KEY.search(k) and _LATENCY_KEY.search(k)]
-    if not candidates:
-        return None, None
-
-    def rank(k: str) -> tuple[int, int, int]:
-        low = k.lower()
-        # p50/median first; then a total over sub-stages; then shorter (less specific) keys.
-        return ("p50" not in low and "median" not in low, "total" not in low, len(k))
-
-    key = sorted(candidates, key=rank)[0]
-    return stages[key], key
+    """The model-compute p50 from the node's per-stage diagnostics: the stage named model / backend /
+    predict / inference / compute. When the node only reports the backend's own sub-stages under such a
+    name (``predict/encode``, ``predict/rollout``, ...) their p50s are summed (an upper bound of the p50
+    of the sum). Returns (value, key or "+"-joined keys), or (None, None) if nothing fits."""
+    whole: list[str] = []
+    parts: list[str] = []
+    for key in stages:
+        sp = _stage_of(key)
+        if sp is None or sp[1] != "p50":
+            continue
+        segs = sp[0].split("/")
+        if _COMPUTE_STAGE.match(segs[0]):
+            (whole if len(segs) == 1 else parts).append(key)
+    if whole:
+        key = sorted(whole, key=len)[0]
+        return stages[key], key
+    if parts:
+        return float(sum(stages[k] for k in parts)), "+".join(sorted(parts))
+    return None, None
 
 
 # ---------------------------------------------------------------------------------------- harness

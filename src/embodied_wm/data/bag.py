@@ -168,8 +168,12 @@ class _Opened:
             counts: dict[str, int] = {}
             for c in self.reader.connections:
                 counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
-            storage = ",".join(sorted({f.suffix.lstrip(".") for f in _storage_files(self.path)}))
-            return BagInfo(self.path, topics, counts, storage.replace("db3", "sqlite3"), version)
+            if meta and meta.get("storage_identifier"):
+                storage = str(meta["storage_identifier"])
+            else:
+                suffixes = {f.suffix.lstrip(".") for f in _storage_files(self.path)}
+                storage = ",".join(sorted(suffixes)).replace("db3", "sqlite3")
+            return BagInfo(self.path, topics, counts, storage, version)
         topics, counts = {}, {}
         for topic, msgtype, _stamp, _raw in _scan_mcaps(self.mcaps, BagReadReport(), raw_only=True):
             topics.setdefault(topic, msgtype)
@@ -206,26 +210,32 @@ def choose_camera_topic(info: BagInfo, requested: Iterable[str] | None = None) -
             if t in info.topics:
                 if info.topics[t] not in IMAGE_TYPES:
                     raise NoCameraTopicError(
-                        f"{info.path}: topic {t} is {info.topics[t]}, not an image; topics: {info.describe_topics()}"
+                        f"{info.path}: topic {t} is {info.topics[t]}, not an image; "
+                        f"topics: {info.describe_topics()}"
                     )
                 return t
         raise NoCameraTopicError(
-            f"{info.path}: none of the camera topics {', '.join(req)} in bag; topics: {info.describe_topics()}"
+            f"{info.path}: none of the camera topics {', '.join(req)} in bag; "
+            f"topics: {info.describe_topics()}"
         )
     cands = [
         t for t, mt in info.topics.items() if mt in IMAGE_TYPES and not t.startswith(GROUND_TRUTH_PREFIX)
     ]
     cands = [t for t in cands if info.counts.get(t, 1) > 0]
     if not cands:
-        raise NoCameraTopicError(f"{info.path}: no camera topic (sensor_msgs/Image or CompressedImage); "
-                                 f"topics: {info.describe_topics()}")
+        raise NoCameraTopicError(
+            f"{info.path}: no camera topic (sensor_msgs/Image or CompressedImage); "
+            f"topics: {info.describe_topics()}"
+        )
     return sorted(cands, key=lambda t: (-info.counts.get(t, 0), len(t), t))[0]
 
 
 def topics_of_type(info: BagInfo, msgtypes: Iterable[str]) -> list[str]:
     """Topics whose type is one of ``msgtypes``, most messages first."""
     want = set(msgtypes)
-    return sorted((t for t, mt in info.topics.items() if mt in want), key=lambda t: (-info.counts.get(t, 0), t))
+    return sorted(
+        (t for t, mt in info.topics.items() if mt in want), key=lambda t: (-info.counts.get(t, 0), t)
+    )
 
 
 def iter_bag_messages(
@@ -253,13 +263,13 @@ def iter_bag_messages(
                 conn, stamp, raw = next(it)
             except StopIteration:
                 break
-            except Exception as exc:  # noqa: BLE001 - truncated/corrupt chunk or page: keep what we read
+            except Exception as exc:
                 report.stopped_at = f"after {report.messages} messages (log time {last_ns} ns): {exc}"
                 log.warning("%s: stopped reading %s", path, report.stopped_at)
                 break
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
-            except Exception:  # noqa: BLE001 - a single bad message must not end the read
+            except Exception:
                 report.undecodable += 1
                 continue
             report.messages += 1
@@ -278,7 +288,7 @@ def _iter_damaged(
             continue
         try:
             msg = store.deserialize(raw, msgtype)
-        except Exception:  # noqa: BLE001 - a single bad message must not end the read
+        except Exception:
             report.undecodable += 1
             continue
         report.messages += 1
@@ -311,7 +321,7 @@ class _ScanTypes:
 
                 self.extra = get_typestore(Stores.ROS2_JAZZY)
             self.extra.register(types)
-        except Exception as exc:  # noqa: BLE001 - an unparsable definition only loses that topic
+        except Exception as exc:
             log.debug("cannot parse schema %s: %s", name, exc)
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
@@ -325,31 +335,140 @@ def _scan_mcaps(
 ) -> Iterator[tuple[str, str, int, bytes]]:
     """(topic, msgtype, log time, raw CDR) by a forward scan of MCAP files in file order, stopping at
     the first record that cannot be read (``report.stopped_at`` then says where)."""
-    from mcap.records import Channel, Message, Schema
-    from mcap.stream_reader import StreamReader
-
     for f in files:
-        schemas: dict[int, str] = {}
-        channels: dict[int, tuple[str, str]] = {}
-        count = 0
-        last_ns = 0
-        with f.open("rb") as fh:
-            try:
-                for rec in StreamReader(fh, emit_chunks=False).records:
-                    if isinstance(rec, Schema):
-                        schemas[rec.id] = rec.name
-                        if types is not None:
-                            types.add_schema(rec.name, rec.encoding, rec.data)
-                    elif isinstance(rec, Channel):
-                        channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
-                    elif isinstance(rec, Message) and rec.channel_id in channels:
-                        topic, msgtype = channels[rec.channel_id]
-                        count += 1
-                        last_ns = rec.log_time
-                        yield topic, msgtype, int(rec.log_time), b"" if raw_only else rec.data
-            except Exception as exc:  # noqa: BLE001 - the damage itself: truncated record, bad chunk, ...
-                report.stopped_at = (
-                    f"{f.name}: after {count} messages (log time {last_ns} ns, byte {fh.tell()} of "
-                    f"{f.stat().st_size}): {type(exc).__name__}: {exc}"
-                )
+        scan = _McapScan(f, types, raw_only)
+        yield from scan.messages()
+        if scan.stopped:
+            report.stopped_at = (
+                f"{f.name}: after {scan.count} messages (log time {scan.last_ns} ns, byte {scan.offset} of "
+                f"{scan.size}): {scan.stopped}"
+            )
+            return
+
+
+# MCAP record opcodes (https://mcap.dev/spec) the scan needs.
+_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK, _OP_DATA_END, _OP_FOOTER = 0x03, 0x04, 0x05, 0x06, 0x0F, 0x02
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+class _McapScan:
+    """A forward MCAP reader that survives truncation.
+
+    The ``mcap`` package's stream reader drops a chunk that is cut short, and recorders write chunks of
+    up to several MB: a bag killed mid-chunk would lose seconds of data. Here a truncated chunk is
+    decompressed as far as its bytes go (uncompressed, zstd and lz4 all decode a prefix) and every
+    complete record inside it is kept.
+    """
+
+    def __init__(self, path: Path, types: _ScanTypes | None, raw_only: bool) -> None:
+        self.path = path
+        self.types = types
+        self.raw_only = raw_only
+        self.schemas: dict[int, str] = {}
+        self.channels: dict[int, tuple[str, str]] = {}
+        self.count = 0
+        self.last_ns = 0
+        self.offset = 0
+        self.size = path.stat().st_size
+        self.stopped: str | None = None
+
+    def messages(self) -> Iterator[tuple[str, str, int, bytes]]:
+        import struct
+
+        data = self.path.read_bytes()
+        if not data.startswith(_MCAP_MAGIC):
+            self.stopped = "not an MCAP file (bad magic)"
+            return
+        pos = len(_MCAP_MAGIC)
+        while pos < len(data):
+            self.offset = pos
+            if pos + 9 > len(data):
+                self.stopped = "file ends inside a record header (truncated)"
                 return
+            op, length = data[pos], struct.unpack_from("<Q", data, pos + 1)[0]
+            body = data[pos + 9 : pos + 9 + length]
+            truncated = len(body) < length
+            if op in (_OP_DATA_END, _OP_FOOTER):
+                return  # the summary section after DataEnd repeats what the data section had
+            if op == _OP_CHUNK:
+                yield from self._chunk(body, truncated)
+            elif truncated:
+                pass
+            else:
+                yield from self._record(op, body)
+            if truncated:
+                self.stopped = f"file ends inside a record (opcode 0x{op:02x}, {len(body)} of {length} bytes)"
+                return
+            pos += 9 + length
+        self.offset = pos
+        self.stopped = "file ends without the MCAP footer (recording not closed)"
+
+    def _record(self, op: int, body: bytes) -> Iterator[tuple[str, str, int, bytes]]:
+        import struct
+
+        if op == _OP_SCHEMA:
+            sid = struct.unpack_from("<H", body, 0)[0]
+            name, p = _mcap_string(body, 2)
+            enc, p = _mcap_string(body, p)
+            dlen = struct.unpack_from("<I", body, p)[0]
+            self.schemas[sid] = name
+            if self.types is not None:
+                self.types.add_schema(name, enc, body[p + 4 : p + 4 + dlen])
+        elif op == _OP_CHANNEL:
+            cid, sid = struct.unpack_from("<HH", body, 0)
+            topic, _ = _mcap_string(body, 4)
+            self.channels[cid] = (topic, self.schemas.get(sid, ""))
+        elif op == _OP_MESSAGE:
+            cid, _seq, log_time = struct.unpack_from("<HIQ", body, 0)
+            if cid in self.channels:
+                topic, msgtype = self.channels[cid]
+                self.count += 1
+                self.last_ns = int(log_time)
+                yield topic, msgtype, int(log_time), b"" if self.raw_only else body[22:]
+
+    def _chunk(self, body: bytes, truncated: bool) -> Iterator[tuple[str, str, int, bytes]]:
+        import struct
+
+        head = 8 + 8 + 8 + 4
+        if len(body) < head + 4:
+            return
+        comp, p = _mcap_string(body, head)
+        if len(body) < p + 8:
+            return
+        rec_len = struct.unpack_from("<Q", body, p)[0]
+        payload = body[p + 8 : p + 8 + rec_len]
+        inner = _decompress_prefix(comp, payload, complete=not truncated)
+        q = 0
+        while q + 9 <= len(inner):
+            op, length = inner[q], struct.unpack_from("<Q", inner, q + 1)[0]
+            if q + 9 + length > len(inner):
+                break  # the cut went through this record: it and the rest of the chunk are lost
+            yield from self._record(op, inner[q + 9 : q + 9 + length])
+            q += 9 + length
+
+
+def _mcap_string(buf: bytes, pos: int) -> tuple[str, int]:
+    import struct
+
+    n = struct.unpack_from("<I", buf, pos)[0]
+    return buf[pos + 4 : pos + 4 + n].decode("utf-8", "replace"), pos + 4 + n
+
+
+def _decompress_prefix(compression: str, payload: bytes, complete: bool) -> bytes:
+    """Decompress a chunk's records; for a cut-off chunk, as much of the prefix as decodes."""
+    if compression == "":
+        return payload
+    try:
+        if compression == "zstd":
+            import zstandard
+
+            return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(payload))
+        if compression == "lz4":
+            import lz4.frame
+
+            return bytes(lz4.frame.LZ4FrameDecompressor().decompress(payload))
+    except Exception as exc:
+        if complete:
+            log.debug("cannot decompress %s chunk: %s", compression, exc)
+        return b""
+    return b""

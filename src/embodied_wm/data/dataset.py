@@ -25,6 +25,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from torch.utils.data import Dataset
 
 from embodied_wm.data.bag import BagError, bag_paths, find_topics, iter_bag_messages
 from embodied_wm.model.config import ModelConfig
@@ -107,20 +108,24 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
 
     path = Path(path)
     topics = find_topics(path)
-    by_kind: dict[str, list[str]] = {}
-    aff_topics = [t for t, ty in topics.items() if ty == AFFORDANCE_MSGTYPE]
+    # One topic per sensor: raw and compressed camera images (or two tactile encodings) are the same
+    # sensor, and ground-truth images (segmentation, depth) are not a camera at all.
+    groups = {"compressed_image": "image", "tactile_f32": "tactile"}
+    by_group: dict[str, list[str]] = {}
+    kinds: dict[str, str] = {}
     for topic, msgtype in topics.items():
         kind = kind_for_msgtype(msgtype)
-        if kind is not None:
-            by_kind.setdefault(kind, []).append(topic)
+        if kind is not None and not topic.startswith("/ground_truth"):
+            kinds[topic] = kind
+            by_group.setdefault(groups.get(kind, kind), []).append(topic)
+    aff_topics = [t for t, ty in topics.items() if ty == AFFORDANCE_MSGTYPE]
     use: list[str] = []
-    for kind, names in by_kind.items():
+    for group, names in by_group.items():
         pref = [t for t in names if t in PREFERRED_TOPICS]
         use.append((pref or sorted(names))[0])
         if len(names) > 1:
-            log.info("%s: %d topics of kind %s, using %s", path, len(names), kind, use[-1])
-    kinds = {t: k for k, ts in by_kind.items() for t in ts}
-    if not any(kinds[t] == "image" for t in use if t in kinds):
+            log.info("%s: %d %s topics, using %s", path, len(names), group, use[-1])
+    if "image" not in by_group:
         raise BagError(f"{path}: no camera image topic (topics: {', '.join(sorted(topics)) or 'none'})")
 
     pipe = Pipeline(backend=None, spec=_spec(cfg))
@@ -188,16 +193,20 @@ def load_episode(path: str | Path, cfg: ModelConfig, cache_dir: str | Path | Non
     ep = decode_episode(path, cfg)
     cdir.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f.name + f".{os.getpid()}.tmp.npz")
-    np.savez(
-        tmp, source=np.asarray(ep.source), stamps_ns=ep.stamps_ns, affordance=ep.affordance,
-        aff_valid=ep.aff_valid, channels=np.asarray(ep.channels), **ep.raw,
-    )
+    arrays: dict[str, np.ndarray] = {
+        "source": np.asarray(ep.source), "stamps_ns": ep.stamps_ns, "affordance": ep.affordance,
+        "aff_valid": ep.aff_valid, "channels": np.asarray(ep.channels), **ep.raw,
+    }
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
     os.replace(tmp, f)
     return ep
 
 
 def load_episodes(
-    inputs: Sequence[str | Path], cfg: ModelConfig, cache_dir: str | Path | None = None, progress: bool = False
+    inputs: Sequence[str | Path],
+    cfg: ModelConfig,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> list[Episode]:
     """All bags under ``inputs`` (bag files/dirs, or dirs of bags), sorted by path."""
     paths = bag_paths(inputs)
@@ -218,7 +227,8 @@ def split_episodes(episodes: Sequence[Episode], val_fraction: float, seed: int =
         n_val = max(1, n_val)
     order = np.random.default_rng(seed).permutation(len(episodes))
     val = {int(i) for i in order[:n_val]}
-    return [e for i, e in enumerate(episodes) if i not in val], [e for i, e in enumerate(episodes) if i in val]
+    train = [e for i, e in enumerate(episodes) if i not in val]
+    return train, [e for i, e in enumerate(episodes) if i in val]
 
 
 def stats_from_episodes(episodes: Sequence[Episode]) -> dict[str, Any]:
@@ -227,7 +237,7 @@ def stats_from_episodes(episodes: Sequence[Episode]) -> dict[str, Any]:
     return normalize_stats(raw)
 
 
-class WindowDataset:
+class WindowDataset(Dataset):
     """Samples (frame t, frames t+1..t+K, actions t..t+K-1, affordance GT at t), t over all episodes.
 
     ``__getitem__`` returns numpy arrays (no batch axis):
@@ -238,7 +248,9 @@ class WindowDataset:
     A frame's prev is frame t-1 when it is at most 1.5 dt older, else the frame itself (as at runtime).
     """
 
-    def __init__(self, episodes: Sequence[Episode], cfg: ModelConfig, with_future_inputs: bool = True) -> None:
+    def __init__(
+        self, episodes: Sequence[Episode], cfg: ModelConfig, with_future_inputs: bool = True
+    ) -> None:
         self.cfg = cfg
         self.k = cfg.horizon
         self.with_future = with_future_inputs
@@ -249,17 +261,18 @@ class WindowDataset:
             gap = np.diff(ep.stamps_ns, prepend=ep.stamps_ns[:1] - 10 * cfg.dt_ns)
             has_prev = (gap > 0) & (gap <= 1.5 * cfg.dt_ns)
             prev_idx = np.where(has_prev, np.arange(len(ep)) - 1, np.arange(len(ep)))
-            # A window must be K consecutive frames at ~dt spacing (no dropped camera frames inside it).
-            ok = np.ones(len(ep), bool)
             self.eps.append((ep, norm, prev_idx))
+            # A window must be K consecutive frames at ~dt spacing (no dropped camera frames inside it).
             for t in range(len(ep) - self.k):
-                if ok[t] and has_prev[t + 1 : t + self.k + 1].all():
+                if has_prev[t + 1 : t + self.k + 1].all():
                     self.index.append((ei, t))
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _enc(self, norm: dict[str, np.ndarray], prev_idx: np.ndarray, t: np.ndarray | int) -> dict[str, np.ndarray]:
+    def _enc(
+        self, norm: dict[str, np.ndarray], prev_idx: np.ndarray, t: np.ndarray | int
+    ) -> dict[str, np.ndarray]:
         def chw(img: np.ndarray) -> np.ndarray:
             return np.moveaxis(img, -1, -3).astype(np.float32) / np.float32(255.0)
 
@@ -287,8 +300,8 @@ class WindowDataset:
                 acts[j] = acts[j - 1]
         out["actions"] = acts
         out["affordance"] = ep.affordance[t].astype(np.float32) / np.float32(255.0)
-        out["aff_valid"] = np.float32(ep.aff_valid[t])
+        out["aff_valid"] = np.array(1.0 if ep.aff_valid[t] else 0.0, np.float32)
         if self.with_future:
             fut = self._enc(norm, prev_idx, np.arange(t + 1, t + k + 1))
             out.update({f"future_{n}": v for n, v in fut.items()})
-        return {n: np.ascontiguousarray(v) for n, v in out.items()}
+        return {n: v if v.ndim == 0 else np.ascontiguousarray(v) for n, v in out.items()}

@@ -40,9 +40,9 @@ class Perturbation:
     apply: Callable[[Observation, np.random.Generator], Observation | None]
 
 
-def _image_op(fn: Callable[[np.ndarray, np.random.Generator], np.ndarray]) -> Callable[
-    [Observation, np.random.Generator], Observation | None
-]:
+def _image_op(
+    fn: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+) -> Callable[[Observation, np.random.Generator], Observation | None]:
     def _apply(obs: Observation, rng: np.random.Generator) -> Observation | None:
         if obs.image is None:
             return obs
@@ -90,9 +90,15 @@ def _drop_frames(obs: Observation, rng: np.random.Generator) -> Observation | No
 PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
-        Perturbation("noise", f"additive Gaussian noise, sigma {NOISE_SIGMA:g} grey levels", _image_op(_noise)),
-        Perturbation("blur", f"Gaussian blur, sigma {BLUR_SIGMA_PER_64PX:g} px per 64 px width", _image_op(_blur)),
-        Perturbation("brightness", f"brightness +{BRIGHTNESS_SHIFT:g} grey levels (clipped)", _image_op(_brightness)),
+        Perturbation(
+            "noise", f"additive Gaussian noise, sigma {NOISE_SIGMA:g} grey levels", _image_op(_noise)
+        ),
+        Perturbation(
+            "blur", f"Gaussian blur, sigma {BLUR_SIGMA_PER_64PX:g} px per 64 px width", _image_op(_blur)
+        ),
+        Perturbation(
+            "brightness", f"brightness +{BRIGHTNESS_SHIFT:g} grey levels (clipped)", _image_op(_brightness)
+        ),
         Perturbation(
             "occlusion",
             f"grey square of {OCCLUSION_SIDE:g} x the shorter side at a random place per frame",
@@ -126,9 +132,7 @@ def deltas(clean: dict, perturbed: dict, metrics: tuple[str, ...] = ("psnr", "ps
     out: dict = {}
     for m in metrics:
         a, b = clean.get(m) or [], perturbed.get(m) or []
-        out[m] = [
-            None if (x is None or y is None) else round(float(y) - float(x), 6) for x, y in zip(a, b)
-        ]
+        out[m] = [None if (x is None or y is None) else round(float(y) - float(x), 6) for x, y in zip(a, b)]
     ca, pa = clean.get("affordance") or {}, perturbed.get("affordance") or {}
     if ca and pa:
         out["affordance"] = {

@@ -185,7 +185,11 @@ class HorizonScorer:
         threshold: float = M.MOVING_THRESHOLD,
         resize: Resizer = default_resize,
         keep_frames: bool = False,
+        history_ns: int = 2 * NS_PER_S,
     ) -> None:
+        #: Camera history kept while nothing is pending, so a prediction that arrives after later frames
+        #: (the live case: inference takes time) still finds its observation frame and first targets.
+        self.history_ns = int(history_ns)
         #: None: dt/2 of each prediction.
         self.tolerance_ns = tolerance_ns
         self.threshold = threshold
@@ -246,10 +250,10 @@ class HorizonScorer:
     def _prune(self) -> None:
         if self.pending:
             oldest = min(p.stamp_ns - self._tol(p) for p in self.pending)
+            if self.frames.latest is not None:
+                oldest = min(oldest, self.frames.latest - self.history_ns)
         elif self.frames.latest is not None:
-            # Keep a little history so a prediction arriving slightly late (online) still finds its
-            # observation frame and early targets.
-            oldest = self.frames.latest - 2 * NS_PER_S
+            oldest = self.frames.latest - self.history_ns
         else:
             return
         self.frames.prune_before(oldest)
@@ -288,17 +292,12 @@ class HorizonScorer:
             have.append(k)
             stamps[k] = hit[0]
             targets[k] = hit[1]
-            pred = p.frames[k]
-            ps[k] = M.psnr(pred, hit[1])
-            if obs_img is not None:
-                mask = M.moving_mask(obs_img, hit[1], self.threshold)
-                pm[k] = M.psnr_masked(pred, hit[1], mask)
-                mf[k] = float(mask.mean())
         if have:
-            # One batched SSIM over all steps with a target (the costliest metric).
-            vals = M.ssim_batch(p.frames[have], np.stack([targets[k] for k in have]))  # type: ignore[misc]
-            for k, v in zip(have, vals):
-                ss[k] = float(v)
+            # All steps with a target in one vectorised pass (SSIM filtering dominates the cost).
+            tgt = np.stack([targets[k] for k in have])  # type: ignore[misc]
+            b = M.score_frames(p.frames[have], tgt, obs_img, self.threshold)
+            for j, k in enumerate(have):
+                ps[k], ss[k], pm[k], mf[k] = b.psnr[j], b.ssim[j], b.psnr_moving[j], b.moving_fraction[j]
         if not self.keep_frames:
             targets = [None] * n
         aff, pix, gt_img = self._score_affordance(p, tol)
@@ -318,7 +317,9 @@ class HorizonScorer:
 
     def _score_affordance(
         self, p: PendingPrediction, tol: int
-    ) -> tuple[dict[str, dict[str, float | None]], dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
+    ) -> tuple[
+        dict[str, dict[str, float | None]], dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray | None
+    ]:
         if p.affordance is None or not p.affordance_channels or p.affordance.shape[0] == 0:
             return {}, {}, None
         hit = self.gt.nearest(p.stamp_ns, tol)
@@ -395,8 +396,12 @@ class MethodStats:
         out["predictions"] = self.predictions
         if self.affordance:
             out["affordance"] = {
-                ch: {"auroc": _round(h.auroc(), 6), "ap": _round(h.average_precision(), 6),
-                     "positives": h.n_pos, "pixels": h.n_pos + h.n_neg}
+                ch: {
+                    "auroc": _round(h.auroc(), 6),
+                    "ap": _round(h.average_precision(), 6),
+                    "positives": h.n_pos,
+                    "pixels": h.n_pos + h.n_neg,
+                }
                 for ch, h in sorted(self.affordance.items())
             }
         if self.latency:
@@ -406,7 +411,8 @@ class MethodStats:
 
 def latency_summary(latency: dict[str, list[float]]) -> dict[str, dict[str, float | None]]:
     return {
-        stage: {k: _round(v, 4) for k, v in M.percentiles(vals).items()} for stage, vals in sorted(latency.items())
+        stage: {k: _round(v, 4) for k, v in M.percentiles(vals).items()}
+        for stage, vals in sorted(latency.items())
     }
 
 

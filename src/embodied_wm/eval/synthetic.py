@@ -144,57 +144,104 @@ def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
         t = cfg.start_ns + i * cfg.dt_ns
         if cfg.audio:
             samples = (rng.normal(0, 300, spf)).astype("<i2")
-            yield AUDIO_TOPIC, "embodied_wm/msg/AudioFrame", t, T["embodied_wm/msg/AudioFrame"](
-                header=_header(store, t - cfg.dt_ns, "mic"),
-                sample_rate=AUDIO_RATE,
-                channels=1,
-                encoding="S16LE",
-                data=np.frombuffer(samples.tobytes(), np.uint8),
+            yield (
+                AUDIO_TOPIC,
+                "embodied_wm/msg/AudioFrame",
+                t,
+                T["embodied_wm/msg/AudioFrame"](
+                    header=_header(store, t - cfg.dt_ns, "mic"),
+                    sample_rate=AUDIO_RATE,
+                    channels=1,
+                    encoding="S16LE",
+                    data=np.frombuffer(samples.tobytes(), np.uint8),
+                ),
             )
         if cfg.tactile:
             vals = np.zeros(25, np.float32)
             vals[12] = float(abs(vx) + abs(vy))
-            yield TACTILE_TOPIC, "embodied_wm/msg/TactileArray", t, T["embodied_wm/msg/TactileArray"](
-                header=_header(store, t, "fingertip"), sensor_model="synthetic_5x5", rows=5, cols=5,
-                values=vals, unit="N",
+            yield (
+                TACTILE_TOPIC,
+                "embodied_wm/msg/TactileArray",
+                t,
+                T["embodied_wm/msg/TactileArray"](
+                    header=_header(store, t, "fingertip"),
+                    sensor_model="synthetic_5x5",
+                    rows=5,
+                    cols=5,
+                    values=vals,
+                    unit="N",
+                ),
             )
         if cfg.joints:
-            yield JOINT_TOPIC, "sensor_msgs/msg/JointState", t, T["sensor_msgs/msg/JointState"](
-                header=_header(store, t, ""),
-                name=["finger_x", "finger_y", "finger_z"],
-                position=np.array([0.01 * i * vx, 0.01 * i * vy, 0.05]),
-                velocity=np.array([vx, vy, 0.0]),
-                effort=np.zeros(0),
+            yield (
+                JOINT_TOPIC,
+                "sensor_msgs/msg/JointState",
+                t,
+                T["sensor_msgs/msg/JointState"](
+                    header=_header(store, t, ""),
+                    name=["finger_x", "finger_y", "finger_z"],
+                    position=np.array([0.01 * i * vx, 0.01 * i * vy, 0.05]),
+                    velocity=np.array([vx, vy, 0.0]),
+                    effort=np.zeros(0),
+                ),
             )
         if cfg.action:
             vec3 = T["geometry_msgs/msg/Vector3"]
-            twist = T["geometry_msgs/msg/Twist"](linear=vec3(x=vx, y=vy, z=0.0), angular=vec3(x=0.0, y=0.0, z=0.0))
-            yield ACTION_TOPIC, "geometry_msgs/msg/TwistStamped", t, T["geometry_msgs/msg/TwistStamped"](
-                header=_header(store, t, "base"), twist=twist
+            twist = T["geometry_msgs/msg/Twist"](
+                linear=vec3(x=vx, y=vy, z=0.0), angular=vec3(x=0.0, y=0.0, z=0.0)
+            )
+            yield (
+                ACTION_TOPIC,
+                "geometry_msgs/msg/TwistStamped",
+                t,
+                T["geometry_msgs/msg/TwistStamped"](header=_header(store, t, "base"), twist=twist),
             )
         if cfg.camera:
             rgb = frames[i]
             if cfg.image_transport in ("raw", "both"):
                 img = rgb[..., ::-1] if cfg.encoding == "bgr8" else rgb
-                yield CAMERA_TOPIC, "sensor_msgs/msg/Image", t, T["sensor_msgs/msg/Image"](
-                    header=_header(store, t, "camera_optical_frame"),
-                    height=cfg.res, width=cfg.res, encoding=cfg.encoding, is_bigendian=0, step=cfg.res * 3,
-                    data=np.ascontiguousarray(img).reshape(-1),
+                yield (
+                    CAMERA_TOPIC,
+                    "sensor_msgs/msg/Image",
+                    t,
+                    T["sensor_msgs/msg/Image"](
+                        header=_header(store, t, "camera_optical_frame"),
+                        height=cfg.res,
+                        width=cfg.res,
+                        encoding=cfg.encoding,
+                        is_bigendian=0,
+                        step=cfg.res * 3,
+                        data=np.ascontiguousarray(img).reshape(-1),
+                    ),
                 )
             if cfg.image_transport in ("compressed", "both"):
                 ok, buf = cv2.imencode("." + cfg.compressed_format, rgb[..., ::-1])
                 if not ok:
                     raise ValueError(f"cannot encode {cfg.compressed_format}")
-                yield COMPRESSED_TOPIC, "sensor_msgs/msg/CompressedImage", t, T[
-                    "sensor_msgs/msg/CompressedImage"
-                ](header=_header(store, t, "camera_optical_frame"), format=cfg.compressed_format,
-                  data=buf.reshape(-1))
+                yield (
+                    COMPRESSED_TOPIC,
+                    "sensor_msgs/msg/CompressedImage",
+                    t,
+                    T["sensor_msgs/msg/CompressedImage"](
+                        header=_header(store, t, "camera_optical_frame"),
+                        format=cfg.compressed_format,
+                        data=buf.reshape(-1),
+                    ),
+                )
         if gts is not None:
-            yield AFFORDANCE_TOPIC, "embodied_wm/msg/AffordanceMap", t, T["embodied_wm/msg/AffordanceMap"](
-                header=_header(store, t, "camera_optical_frame"),
-                channels=["contact", "movable"], height=cfg.res, width=cfg.res,
-                data=gts[i].reshape(-1), horizon=_duration(store, GT_HORIZON * cfg.dt_ns),
-                model_id="ground_truth",
+            yield (
+                AFFORDANCE_TOPIC,
+                "embodied_wm/msg/AffordanceMap",
+                t,
+                T["embodied_wm/msg/AffordanceMap"](
+                    header=_header(store, t, "camera_optical_frame"),
+                    channels=["contact", "movable"],
+                    height=cfg.res,
+                    width=cfg.res,
+                    data=gts[i].reshape(-1),
+                    horizon=_duration(store, GT_HORIZON * cfg.dt_ns),
+                    model_id="ground_truth",
+                ),
             )
 
 
@@ -202,9 +249,16 @@ def _duration(store: Any, ns: int) -> Any:
     return store.types["builtin_interfaces/msg/Duration"](sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
 
 
-def write_bag(out: str | Path, cfg: SceneConfig | None = None, storage: str = "mcap", version: int = 9) -> Path:
+def write_bag(
+    out: str | Path,
+    cfg: SceneConfig | None = None,
+    storage: str = "mcap",
+    version: int = 9,
+    compression: str = "",
+) -> Path:
     """Write a synthetic bag directory at ``out`` (must not exist). ``storage`` is "mcap" or "sqlite3";
-    ``version`` 8/9 uses rosbags' Writer, 1..3 writes an old-format sqlite3 bag by hand."""
+    ``version`` 8/9 uses rosbags' Writer, 1..3 writes an old-format sqlite3 bag by hand. ``compression``
+    "file" or "message" applies rosbag2's zstd compression (``ros2 bag record --compression-mode``)."""
     cfg = cfg or SceneConfig()
     out = Path(out)
     if version < 8:
@@ -216,7 +270,13 @@ def write_bag(out: str | Path, cfg: SceneConfig | None = None, storage: str = "m
     store = typestore()
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     conns: dict[str, Any] = {}
-    with Writer(out, version=version, storage_plugin=plugin) as writer:  # type: ignore[arg-type]
+    writer = Writer(out, version=version, storage_plugin=plugin)  # type: ignore[arg-type]
+    if compression:
+        from rosbags.rosbag2 import CompressionFormat, CompressionMode
+
+        mode = {"file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}[compression]
+        writer.set_compression(mode, CompressionFormat.ZSTD)
+    with writer:
         for topic, msgtype, t, msg in _messages(cfg):
             if topic not in conns:
                 conns[topic] = writer.add_connection(topic, msgtype, typestore=store)
@@ -264,7 +324,10 @@ def _write_old_sqlite(out: Path, cfg: SceneConfig, version: int) -> Path:
         "starting_time": {"nanoseconds_since_epoch": first or 0},
         "message_count": sum(counts.values()),
         "topics_with_message_count": [
-            {"topic_metadata": {"name": tp, "type": mt, "serialization_format": "cdr"}, "message_count": counts[tp]}
+            {
+                "topic_metadata": {"name": tp, "type": mt, "serialization_format": "cdr"},
+                "message_count": counts[tp],
+            }
             for tp, (_, mt) in ids.items()
         ],
     }
@@ -272,4 +335,38 @@ def _write_old_sqlite(out: Path, cfg: SceneConfig, version: int) -> Path:
         info["compression_format"] = ""
         info["compression_mode"] = ""
     (out / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False))
+    return out
+
+
+def write_mcap_file(
+    out: str | Path, cfg: SceneConfig | None = None, compression: str = "zstd", chunk_size: int = 64 * 1024
+) -> Path:
+    """A bare .mcap file the way rosbag2_storage_mcap (``ros2 bag record``) writes one: ros2msg schemas,
+    CDR messages, zstd/lz4-compressed chunks, message indexes and a summary. Written with the ``mcap``
+    package, so it also checks that we read files other writers than rosbags produce."""
+    from mcap.writer import CompressionType, Writer
+
+    cfg = cfg or SceneConfig()
+    store = typestore()
+    out = Path(out)
+    comp = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "": CompressionType.NONE}[compression]
+    schemas: dict[str, int] = {}
+    channels: dict[str, int] = {}
+    with out.open("wb") as fh:
+        writer = Writer(fh, chunk_size=chunk_size, compression=comp)
+        writer.start(profile="ros2", library="embodied_wm synthetic")
+        for topic, msgtype, t, msg in _messages(cfg):
+            if msgtype not in schemas:
+                text, _ = store.generate_msgdef(msgtype, ros_version=2)
+                schemas[msgtype] = writer.register_schema(
+                    name=msgtype, encoding="ros2msg", data=text.encode()
+                )
+            if topic not in channels:
+                channels[topic] = writer.register_channel(
+                    topic=topic, message_encoding="cdr", schema_id=schemas[msgtype]
+                )
+            writer.add_message(
+                channels[topic], log_time=t, data=bytes(store.serialize_cdr(msg, msgtype)), publish_time=t
+            )
+        writer.finish()
     return out

@@ -68,7 +68,9 @@ def save_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in inner.state_dict().items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "config_name": cfg.name})
+    # One metadata key only: safetensors writes metadata from a hash map, so several keys come out in
+    # varying order and the same weights would hash to different model_ids.
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, out / WEIGHTS_FILE)
     model_id = compute_model_id(out / WEIGHTS_FILE, cfg)
     doc = {
@@ -96,7 +98,8 @@ def _check_weights_file(path: Path) -> None:
         (header_len,) = struct.unpack("<Q", head)
         if header_len > size - 8:
             raise CheckpointError(
-                f"{path}: truncated or not a safetensors file (header says {header_len} bytes, file has {size})"
+                f"{path}: truncated or not a safetensors file "
+                f"(header says {header_len} bytes, file has {size})"
             )
         try:
             header = json.loads(f.read(header_len))
@@ -116,7 +119,9 @@ def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu") -
     wpath, cpath = d / WEIGHTS_FILE, d / CONFIG_FILE
     for p in (wpath, cpath):
         if not p.is_file():
-            raise CheckpointError(f"{d}: missing {p.name} (a checkpoint needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+            raise CheckpointError(
+                f"{d}: missing {p.name} (a checkpoint needs {WEIGHTS_FILE} and {CONFIG_FILE})"
+            )
     try:
         doc = json.loads(cpath.read_text())
         cfg = ModelConfig.from_dict(doc["config"])

@@ -125,14 +125,14 @@ def normalize(raw: dict[str, np.ndarray], cfg: ModelConfig) -> dict[str, np.ndar
             np.float32
         ),
         "tactile": (tact * m["tactile"][..., None]).astype(np.float32),
-        "proprio": (
-            (raw["proprio"] - np.float32(cfg.proprio_mean)) / np.float32(cfg.proprio_std) * m["proprio"]
-        ).astype(np.float32),
-        "action": (
-            (raw["action"] - np.float32(cfg.action_mean)) / np.float32(cfg.action_std) * m["action"]
-        ).astype(np.float32),
+        "proprio": _standardize(raw["proprio"], cfg.proprio_mean, cfg.proprio_std, m["proprio"]),
+        "action": _standardize(raw["action"], cfg.action_mean, cfg.action_std, m["action"]),
         "mask": mask.astype(np.float32),
     }
+
+
+def _standardize(x: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], m: np.ndarray) -> np.ndarray:
+    return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32) * m).astype(np.float32)
 
 
 def _chw(image_u8: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 candidate action sequences, decode frames and affordance maps.
 
   encoder(image, prev_image, audio_mel, tactile, proprio, action, mask)
-      -> (latent [B,D], skip1 [B,c0,H/2,W/2], skip2 [B,c1,H/4,W/4], skip3 [B,c2,H/8,W/8], last_frame [B,3,H,W])
+      -> (latent [B,D], skip1 [B,c0,H/2,W/2], skip2 [B,c1,H/4,W/4], skip3 [B,c2,H/8,W/8],
+          last_frame [B,3,H,W])
   rollout_net(latent, skip1, skip2, skip3, last_frame, actions [N,K,A])
       -> (frames [N,K,3,H,W] in [0,1], affordance [N,C,H,W] in [0,1])
 
@@ -44,8 +45,9 @@ __all__ = [
     "WorldModel",
 ]
 
-#: Largest per-step displacement the flow head can express, as a fraction of the image side.
-MAX_FLOW = 0.5
+#: Largest displacement the flow head can express, in grid_sample units (2 = the image side): 1.0 is
+#: half the image, enough for a fast finger over the 8-step horizon.
+MAX_FLOW = 1.0
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -139,6 +141,9 @@ class RolloutNet(nn.Module):
         d0, d1, d2 = cfg.dec_channels
         d, e, s = cfg.latent_dim, cfg.embed_dim, cfg.image_size
         self.s8 = s // 8
+        self.action_mean: Tensor
+        self.action_std: Tensor
+        self.base_grid: Tensor
         self.register_buffer("action_mean", torch.tensor(cfg.action_mean).float(), persistent=False)
         self.register_buffer("action_std", torch.tensor(cfg.action_std).float(), persistent=False)
         self.act_embed = mlp(cfg.action_dim, e, e)
@@ -149,10 +154,15 @@ class RolloutNet(nn.Module):
         self.dec3 = nn.Sequential(conv(16 + c2, d0), conv(d0, d0))
         self.dec2 = nn.Sequential(conv(d0 + c1, d1), conv(d1, d1))
         self.dec1 = nn.Sequential(conv(d1 + c0, d2), conv(d2, d2))
-        self.dec0 = nn.Sequential(conv(d2 + 3, d2), nn.Conv2d(d2, 6, 3, 1, 1))
-        # Affordance: pooled per-step features over the horizon (max = "ever", mean = "how long").
+        # Full resolution is the costliest level (it runs N*K times): keep it to two thin convs.
+        self.dec0 = nn.Sequential(nn.Conv2d(d2 + 3, 8, 3, 1, 1), nn.SiLU(), nn.Conv2d(8, 6, 3, 1, 1))
+        # Affordance: its own light U-Net, run once per candidate (not per step). Each rolled latent is
+        # mapped to a coarse "where" map; max over the horizon = "ever there", mean = "how long".
         n_aff = len(cfg.affordance_channels)
-        self.aff = nn.Sequential(conv(2 * d2 + c0, d2), conv(d2, d2), nn.Conv2d(d2, n_aff, 3, 1, 1))
+        self.aff_map = nn.Linear(d, 16 * self.s8 * self.s8)
+        self.aff3 = conv(32 + c2, d0)
+        self.aff2 = conv(d0 + c1, d1)
+        self.aff1 = nn.Sequential(conv(d1 + c0, d2), nn.Conv2d(d2, n_aff, 3, 1, 1))
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
         # Pixel-centre grid in grid_sample's align_corners=False convention.
         base = torch.stack([xs, ys], -1) * (s - 1) / s
@@ -183,14 +193,25 @@ class RolloutNet(nn.Module):
         return frames, torch.sigmoid(aff_logits)
 
     def decode(
-        self, latent: Tensor, skip1: Tensor, skip2: Tensor, skip3: Tensor, last_frame: Tensor, actions: Tensor
+        self,
+        latent: Tensor,
+        skip1: Tensor,
+        skip2: Tensor,
+        skip3: Tensor,
+        last_frame: Tensor,
+        actions: Tensor,
+        frame_steps: list[int] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """(frames, affordance LOGITS [N,C,H,W], rolled latents [N,K,D]); training uses the logits for a
-        numerically stable BCE and the latents for the latent-consistency loss."""
-        n, k = actions.shape[0], actions.shape[1]
+        """(frames [N,K',3,H,W], affordance LOGITS [N,C,H,W], rolled latents [N,K,D]).
+
+        ``frame_steps`` decodes frames for those steps only (K' = len(frame_steps)): training uses a random
+        subset per batch to halve the cost of the per-step decoder; export/inference decode all K."""
+        n = actions.shape[0]
         s = self.cfg.image_size
         z = self.dynamics(latent, actions)  # [N,K,D]
-        zf = z.reshape(n * k, -1)
+        zd = z if frame_steps is None else z[:, frame_steps]
+        k = zd.shape[1]
+        zf = zd.reshape(n * k, -1)
 
         def tile(x: Tensor) -> Tensor:
             # [B,C,h,w] with B in {1, N} -> [N*K,C,h,w]; expand (not repeat) so batch-1 state is free.
@@ -202,10 +223,9 @@ class RolloutNet(nn.Module):
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         x = self.dec2(torch.cat([x, tile(skip2)], 1))
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        feat = self.dec1(torch.cat([x, tile(skip1)], 1))  # [N*K,d2,H/2,W/2]
+        x = self.dec1(torch.cat([x, tile(skip1)], 1))
         last = tile(last_frame)
-        up = F.interpolate(feat, scale_factor=2.0, mode="nearest")
-        out = self.dec0(torch.cat([up, last], 1))
+        out = self.dec0(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), last], 1))
         flow = torch.tanh(out[:, 0:2]) * MAX_FLOW
         blend = torch.sigmoid(out[:, 2:3])
         colour = torch.sigmoid(out[:, 3:6])
@@ -213,9 +233,14 @@ class RolloutNet(nn.Module):
         warped = F.grid_sample(last, grid, mode="bilinear", padding_mode="border", align_corners=False)
         frames = (blend * warped + (1 - blend) * colour).reshape(n, k, 3, s, s)
 
-        f = feat.reshape(n, k, feat.shape[1], feat.shape[2], feat.shape[3])
-        pooled = torch.cat([f.amax(1), f.mean(1), skip1.expand(n, -1, -1, -1)], 1)
-        aff = F.interpolate(self.aff(pooled), scale_factor=2.0, mode="bilinear", align_corners=False)
+        kk = z.shape[1]
+        where = self.aff_map(z.reshape(n * kk, -1)).reshape(n, kk, 16, self.s8, self.s8)
+        a = self.aff3(torch.cat([where.amax(1), where.mean(1), skip3.expand(n, -1, -1, -1)], 1))
+        a = F.interpolate(a, scale_factor=2.0, mode="nearest")
+        a = self.aff2(torch.cat([a, skip2.expand(n, -1, -1, -1)], 1))
+        a = F.interpolate(a, scale_factor=2.0, mode="nearest")
+        a = self.aff1(torch.cat([a, skip1.expand(n, -1, -1, -1)], 1))
+        aff = F.interpolate(a, scale_factor=2.0, mode="bilinear", align_corners=False)
         return frames, aff, z
 
 

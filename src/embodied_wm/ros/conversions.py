@@ -60,30 +60,12 @@ def rgb_to_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
     return msg
 
 
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC3": 3, "8UC1": 1}
-
-
 def image_msg_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image of an 8-bit encoding -> H x W x 3 uint8 RGB (copy). For our own outputs and goal
-    images; camera input goes through sensing/ (every encoding, validation, statistics)."""
-    enc = msg.encoding
-    if enc not in _CHANNELS:
-        raise ValueError(f"unsupported encoding {enc!r} (expected one of {sorted(_CHANNELS)})")
-    ch = _CHANNELS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h == 0 or w == 0:
-        raise ValueError("empty image")
-    if step < w * ch:
-        raise ValueError(f"step {step} < width*channels {w * ch}")
-    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if buf.size < step * h:
-        raise ValueError(f"data has {buf.size} bytes, need step*height = {step * h}")
-    img = buf[: step * h].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    if ch == 1:
-        return np.repeat(img, 3, axis=2)
-    if enc.startswith("bgr"):
-        img = img[:, :, 2::-1]
-    return np.ascontiguousarray(img[:, :, :3])
+    """sensor_msgs/Image (any encoding sensing/ understands) -> H x W x 3 uint8 RGB. Goal images and our
+    own outputs go through the same decoder as the camera (raises SensingError, a ValueError)."""
+    from embodied_wm.sensing.image import image_to_rgb
+
+    return np.ascontiguousarray(image_to_rgb(msg))
 
 
 def resize_nearest(img: np.ndarray, height: int, width: int) -> np.ndarray:

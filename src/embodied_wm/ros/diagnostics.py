@@ -26,6 +26,16 @@ WARN: bytes = DiagnosticStatus.WARN
 ERROR: bytes = DiagnosticStatus.ERROR
 
 
+#: Observation modality -> the perception node input that feeds it.
+MODALITY_INPUT: dict[str, str] = {
+    "image": "camera",
+    "audio": "audio",
+    "tactile": "tactile",
+    "proprio": "joint_states",
+    "action": "action",
+}
+
+
 class RateMeter:
     """Arrival rate of one stream over a sliding window of wall time."""
 
@@ -153,6 +163,9 @@ class Snapshot:
     backend: Mapping[str, Any]
     backend_skipped: Mapping[str, str]
     pending: bool
+    #: input -> QoS problem (incompatible publishers), and input -> messages the middleware reports lost.
+    input_issues: Mapping[str, str] = field(default_factory=dict)
+    lost: Mapping[str, int] = field(default_factory=dict)
 
 
 def silent_inputs(snap: Snapshot, now: float | None = None) -> dict[str, str]:
@@ -194,17 +207,26 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
         if topic:
             vals.append((f"{name}/rate_hz", f"{m.rate_hz(now):.2f}" if m else "0.00"))
             vals.append((f"{name}/count", str(m.count if m else 0)))
-    missing = sorted(set(silent) | set(snap.missing_in_last_observation))
+            if name in snap.lost:
+                vals.append((f"{name}/lost", str(snap.lost[name])))
+            if name in snap.input_issues:
+                vals.append((f"{name}/qos_incompatible", snap.input_issues[name]))
+    # A modality whose input is disabled by configuration is expected to be absent: not a warning.
+    missing = [m for m in snap.missing_in_last_observation if snap.inputs.get(MODALITY_INPUT.get(m, m), "x")]
     vals.append(("missing_modalities", ", ".join(missing)))
+    vals.append(("silent_inputs", ", ".join(sorted(silent))))
     for name, why in silent.items():
         vals.append((f"{name}/missing_reason", why))
     active = snap.lifecycle_state == "active"
-    level = WARN if (missing and active) else OK
-    msg = (
-        "missing: " + ", ".join(missing)
-        if missing
-        else ("all inputs present" if active else snap.lifecycle_state)
-    )
+    problems = []
+    if missing:
+        problems.append("missing modalities: " + ", ".join(missing))
+    if silent:
+        problems.append("silent inputs: " + ", ".join(sorted(silent)))
+    if snap.input_issues:
+        problems.append("incompatible QoS on: " + ", ".join(sorted(snap.input_issues)))
+    level = WARN if (problems and active) else OK
+    msg = "; ".join(problems) if problems else ("all inputs present" if active else snap.lifecycle_state)
     statuses = [_status(f"{snap.node_name}: inputs", hw, level, msg, vals)]
 
     # --- inference

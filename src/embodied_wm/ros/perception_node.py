@@ -62,20 +62,22 @@ GOAL_CHANNEL = "goal"
 
 
 # ------------------------------------------------------------------------------------ helpers
-def default_model_dir() -> Path | None:
-    """The package's shipped model: share/embodied_wm/models/tiny (installed) or <repo>/models/tiny."""
+def model_dir_candidates() -> list[Path]:
+    """Where the package's shipped model may be: share/embodied_wm/models/tiny, then <repo>/models/tiny."""
     candidates: list[Path] = []
     try:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("embodied_wm")) / "models" / "tiny")
-    except Exception:  # not installed / no ament index: try the source tree
+    except Exception:  # not installed / no ament index: the source tree only
         pass
     candidates.append(Path(__file__).resolve().parents[3] / "models" / "tiny")
-    for cand in candidates:
-        if model_dir_present(cand):
-            return cand
-    return None
+    return candidates
+
+
+def default_model_dir() -> Path | None:
+    """The package's shipped model (first candidate holding files), or None."""
+    return next((c for c in model_dir_candidates() if model_dir_present(c)), None)
 
 
 def model_dir_present(path: Path) -> bool:
@@ -89,36 +91,58 @@ def _create_backend(name: str, model_dir: Path | None, device: str) -> Any:
     return create_backend(name, model_dir=model_dir, device=device)
 
 
+def _skipped_from(backend: Any) -> dict[str, str]:
+    """Why ``auto`` passed over faster backends (runtime.select keeps a list of {backend, reason})."""
+    info = getattr(backend, "selection", None) or backend.describe()
+    raw = info.get("skipped", []) if isinstance(info, dict) else []
+    out: dict[str, str] = {}
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    for item in raw or []:
+        if isinstance(item, dict):
+            out[str(item.get("backend", "?"))] = str(item.get("reason", ""))
+    return out
+
+
 def create_backend_with_fallback(
     name: str, model: str, fallback: str, device: str, warn: Callable[[str], None]
 ) -> tuple[Any, dict[str, str]]:
     """(backend, skipped) where ``skipped`` says why each preferred option was not used (for diagnostics).
 
-    A baseline name is used as is. Otherwise the model directory (``model`` or the package's models/tiny)
-    must exist and the backend must start; if either fails we warn and run ``fallback`` so the robot still
-    gets (baseline) predictions, and diagnostics say so.
+    A baseline name is used as is (sized like the model when one is present). Otherwise the model
+    directory (``model`` or the package's models/tiny) must exist and the backend must start; if either
+    fails we warn and run ``fallback`` so the robot still gets (baseline) predictions, and diagnostics
+    say so.
     """
     from embodied_wm.runtime.base import BackendError
 
-    skipped: dict[str, str] = {}
-    if name in P.BASELINE_BACKENDS:
-        return _create_backend(name, None, device), skipped
     model_dir: Path | None = Path(model).expanduser() if model else default_model_dir()
-    if model_dir is None or not model_dir_present(model_dir):
-        where = str(model_dir) if model_dir else "share/embodied_wm/models/tiny (not installed)"
+    present = model_dir is not None and model_dir_present(model_dir)
+    if name in P.BASELINE_BACKENDS:
+        return _create_backend(name, model_dir if present else None, device), {}
+    skipped: dict[str, str] = {}
+    if not present:
+        where = (
+            str(model_dir)
+            if model_dir
+            else "models/tiny has no model files (looked in "
+            + ", ".join(map(str, model_dir_candidates()))
+            + ")"
+        )
         skipped[name] = f"model directory missing: {where}"
-        warn(f"no model at {where}; using the {fallback} baseline")
+        warn(f"no model: {where}; using the {fallback} baseline")
     else:
         try:
             backend = _create_backend(name, model_dir, device)
-            info = backend.describe()
-            for k, v in dict(info.get("skipped", {}) or {}).items():
-                skipped[str(k)] = str(v)
-            return backend, skipped
+            return backend, _skipped_from(backend)
         except (BackendError, ImportError, OSError, ValueError) as exc:
             skipped[name] = f"{type(exc).__name__}: {exc}"
             warn(f"backend {name!r} with model {model_dir} failed ({exc}); using the {fallback} baseline")
-    return _create_backend(fallback, None, device), skipped
+    try:
+        # Sized like the model (resolution, horizon, dt) when its config is readable.
+        return _create_backend(fallback, model_dir if present else None, device), skipped
+    except (BackendError, OSError, ValueError):
+        return _create_backend(fallback, None, device), skipped
 
 
 def score_rollout(
@@ -274,11 +298,13 @@ def _header_stamp_ns(msg: Any) -> int | None:
 class PerceptionNode(LifecycleNode):
     def __init__(self, node_name: str = "perception_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self._guard_change_state_service()
         self._specs = P.spec_table(P.PERCEPTION_PARAMS)
+        self._live: dict[str, Any] = {}
         # Registered before declaring so bad values from a params file or -p are rejected at start-up.
         self.add_on_set_parameters_callback(P.make_set_callback(self._specs, self._on_param_change))
         P.declare_all(self, P.PERCEPTION_PARAMS)
-        self._live: dict[str, Any] = P.read_all(self, [s for s in P.PERCEPTION_PARAMS if s.live])
+        self._live = P.read_all(self, [s for s in P.PERCEPTION_PARAMS if s.live])
         self._cfg: dict[str, Any] = {}
 
         self._pipe_lock = threading.Lock()  # pipeline.feed (aligner state)
@@ -305,8 +331,32 @@ class PerceptionNode(LifecycleNode):
         self._camera_stamp_ns: int | None = None
         self._last_submitted_ns: int | None = None
         self._last_obs_ns: int | None = None
-        self._reset_pending = False
         self._last_missing: list[str] = []
+        self._input_issues: dict[str, str] = {}
+        self._lost: dict[str, int] = {}
+        self._last_frame_id = "camera_optical_frame"
+
+    def _guard_change_state_service(self) -> None:
+        """rclpy's ~/change_state handler raises RCLError for a transition that is invalid in the current
+        state (e.g. activate while unconfigured), which ends the executor and the process. A bad request
+        from any client must not kill the node: answer success=false instead."""
+        srv = getattr(self, "_service_change_state", None)
+        if srv is None:
+            return
+        handler = srv.callback
+
+        def _guarded(request: Any, response: Any) -> Any:
+            try:
+                return handler(request, response)
+            except Exception as exc:  # rclpy's RCLError is not importable under a stable name
+                self.get_logger().warning(
+                    f"rejected lifecycle transition {request.transition.id} "
+                    f"'{request.transition.label}' in state {self._state_name}: {exc}"
+                )
+                response.success = False
+                return response
+
+        srv.callback = _guarded
 
     # ------------------------------------------------------------------------------ parameters
     def _on_param_change(self, name: str, value: Any) -> None:
@@ -375,6 +425,7 @@ class PerceptionNode(LifecycleNode):
         self._counters = diag.NodeCounters()
         self._latency = diag.LatencyStats()
         self._camera_stamp_ns = self._last_submitted_ns = self._last_obs_ns = None
+        self._input_issues, self._lost = {}, {}
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = self._cfg
@@ -387,13 +438,26 @@ class PerceptionNode(LifecycleNode):
                 qos = sensor_qos(cfg[f"qos.{inp}.reliability"], cfg[f"qos.{inp}.depth"])
                 self._subs.append(
                     self.create_subscription(
-                        msg_type, topic, self._make_callback(inp, kind), qos, callback_group=self._sub_group
+                        msg_type,
+                        topic,
+                        self._make_callback(inp, kind),
+                        qos,
+                        callback_group=self._sub_group,
+                        event_callbacks=self._event_callbacks(inp, topic),
                     )
                 )
         except Exception as exc:
             self.get_logger().error(f"activate failed: {exc}")
             self._destroy_subscriptions()
             return TransitionCallbackReturn.FAILURE
+        # Each activation starts from a clean aligner and backend history, like an offline replay does:
+        # frames held or remembered from before a deactivation would mix two unrelated stretches of data.
+        with self._infer_lock, self._pipe_lock:
+            from embodied_wm.pipeline import Pipeline
+
+            self._backend.reset()
+            self._pipeline = Pipeline(self._backend)
+        self._camera_stamp_ns = self._last_submitted_ns = self._last_obs_ns = None
         self._worker = LatestOnlyWorker(self._infer, self._on_infer_error, "ewm-inference")
         self._worker.start()
         self._active = True
@@ -432,6 +496,27 @@ class PerceptionNode(LifecycleNode):
         self.on_shutdown(state)
         self._state_name = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
+
+    def _event_callbacks(self, inp: str, topic: str) -> Any:
+        """Make QoS mismatches and lost messages visible in /diagnostics: a reliable subscription to a
+        best-effort camera driver receives nothing, which otherwise looks like a silent sensor."""
+        try:
+            from rclpy.event_handler import SubscriptionEventCallbacks
+        except ImportError:  # Humble
+            from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+        from rclpy.qos import qos_policy_name_from_kind
+
+        def _incompatible(info: Any) -> None:
+            policy = qos_policy_name_from_kind(info.last_policy_kind)
+            self._input_issues[inp] = f"{info.total_count} publisher(s) with incompatible QoS ({policy})"
+            self.get_logger().warning(
+                f"{topic}: a publisher offers QoS incompatible with ours ({policy}); set qos.{inp}.* to match"
+            )
+
+        def _lost(info: Any) -> None:
+            self._lost[inp] = int(info.total_count)
+
+        return SubscriptionEventCallbacks(incompatible_qos=_incompatible, message_lost=_lost)
 
     def _destroy_subscriptions(self) -> None:
         for sub in self._subs:
@@ -482,9 +567,9 @@ class PerceptionNode(LifecycleNode):
     def _on_observation(self, obs: Observation, t_recv: float) -> None:
         self._last_missing = list(obs.missing)
         if self._last_obs_ns is not None and obs.stamp_ns < self._last_obs_ns:
-            # Time went backwards (bag loop, simulator reset): motion history is meaningless now.
+            # Time went backwards (bag loop, simulator reset). The pipeline resets the backend itself
+            # (aligner epochs), so live and offline runs reset at the same observation; we only count it.
             self._counters.time_jumps += 1
-            self._reset_pending = True
             self._last_submitted_ns = None
         self._last_obs_ns = obs.stamp_ns
         rate = float(self._live.get("rate_hz", 0.0))
@@ -515,12 +600,10 @@ class PerceptionNode(LifecycleNode):
             pipeline = self._pipeline
             if pipeline is None:
                 return
-            if self._reset_pending:
-                self._reset_pending = False
-                self._backend.reset()
             pred: Prediction = pipeline.predict(obs)
         t1 = time.monotonic()
         fid = self._cfg.get("frame_id") or obs.frame_id or pred.frame_id
+        self._last_frame_id = fid
         self._publish_prediction(pred, obs, fid)
         t2 = time.monotonic()
         self._counters.predictions += 1
@@ -627,7 +710,7 @@ class PerceptionNode(LifecycleNode):
         response.scores = scores.tolist()
         response.best_index = int(np.argmax(scores))
         if request.return_predictions:
-            fid = self._cfg.get("frame_id") or "camera_optical_frame"
+            fid = self._cfg.get("frame_id") or self._last_frame_id
             response.predictions, response.affordances = conv.rollout_to_msgs(rollout, fid)
         known = set(rollout.affordance_channels) | {GOAL_CHANNEL}
         ignored = sorted(set(request.score_channels) - known)
@@ -645,7 +728,9 @@ class PerceptionNode(LifecycleNode):
                 stats = pipeline.stats.as_dict()
         backend_info: dict[str, Any] = {}
         if self._backend is not None:
-            backend_info = {k: v for k, v in self._backend.describe().items() if k != "skipped"}
+            # "skipped"/"selection" are reported separately (skipped/...), not as raw dicts.
+            info = self._backend.describe().items()
+            backend_info = {k: v for k, v in info if k not in ("skipped", "selection")}
         worker = self._worker
         if worker is not None:
             self._counters.stale = worker.replaced
@@ -663,6 +748,8 @@ class PerceptionNode(LifecycleNode):
             backend=backend_info,
             backend_skipped=self._backend_skipped,
             pending=worker.busy if worker is not None else False,
+            input_issues=dict(self._input_issues),
+            lost=dict(self._lost),
         )
 
     def _publish_diagnostics(self) -> None:
@@ -695,6 +782,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # bad parameters at start-up end here: say why, exit 1
+        if not rclpy.ok():
+            # SIGINT/SIGTERM shut the context down while the executor was waiting: a normal exit.
+            return 0
         print(f"perception_node: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:

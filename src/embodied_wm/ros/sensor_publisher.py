@@ -6,10 +6,11 @@ Publishes, at a fixed rate, what a real robot would: a camera (``sensor_msgs/Ima
 background with a square moving at constant velocity, so motion-extrapolating baselines and learned
 models have real work to do (a constant frame would let a model shortcut).
 
-Every message is stamped with the wall clock (``time.time_ns()``) at publish time, so a receiver on the
-same machine can compute stamp -> receipt latency. The audio chunk's stamp is its FIRST sample
-(AudioFrame's contract), so it is stamped ``publish time - chunk duration``: the chunk then ends exactly at
-the camera frame published in the same tick and the Aligner never waits for audio.
+Every message is stamped with the wall clock (``time.time_ns()``) at publish time (one stamp per tick,
+taken just before the tick's messages go out), so a receiver on the same machine can compute stamp ->
+receipt latency. Audio follows a sample clock (see ``SyntheticSensors.audio``): each chunk holds the
+samples since the previous one up to the tick time and is stamped with its FIRST sample (AudioFrame's
+contract), so the chunk ends at the camera frame of the same tick and the Aligner never waits for audio.
 
 Run as a process: ``python -m embodied_wm.ros.sensor_publisher --rate 30 --seconds 60 --stats-file F``.
 The stats file (JSON, rewritten every second and at exit) holds per-topic publish counts and late ticks,
@@ -124,8 +125,8 @@ class SyntheticSensors:
         # them bytes or lists would cost ~100 ms per 640x480 frame.
         self._frames = [array.array("B", f.tobytes()) for f in make_frames(self.width, self.height)]
         self._k = 0
-        self._audio_carry = 0.0
-        self._audio_phase = 0.0
+        self._audio_t0: int | None = None
+        self._audio_sent = 0
         self._rng = np.random.default_rng(0)
         self._AudioFrame, self._TactileArray = AudioFrame, TactileArray
 
@@ -143,20 +144,35 @@ class SyntheticSensors:
         self._k += 1
         return msg
 
-    def audio(self, end_ns: int) -> Any:
-        """One chunk of 1/rate s of mono S16LE audio (a tone plus noise) that ENDS at ``end_ns``. The
-        fractional samples per tick carry over so the long-run sample rate is exact."""
-        want = self.audio_rate / self.rate_hz + self._audio_carry
-        n = int(want)
-        self._audio_carry = want - n
-        t = self._audio_phase + np.arange(n, dtype=np.float64) / self.audio_rate
-        self._audio_phase += n / self.audio_rate
+    def audio(self, end_ns: int) -> Any | None:
+        """The mono S16LE samples (a tone plus noise) captured since the previous chunk, up to the last
+        sample at or before ``end_ns``; None when no new sample is due (clock stepped back).
+
+        Sample times come from a sample clock anchored at the first call (sample i at t0 + i / rate), so
+        consecutive chunks are exactly contiguous whatever the tick jitter: the Aligner absorbs gaps of
+        less than one sample only, and treats larger ones as missing audio. The last sample lies within one
+        sample period before ``end_ns``, so the window ending at the camera frame is complete at once.
+        """
+        period_ns = NS_PER_S / self.audio_rate
+        if self._audio_t0 is None or end_ns - self._audio_t0 > self._audio_sent * period_ns + 2 * NS_PER_S:
+            # Start (or restart after a stall of > 2 s: one chunk of the whole gap would be absurd).
+            # The first chunk is one nominal tick long, ending at end_ns.
+            first = round(self.audio_rate / self.rate_hz)
+            self._audio_t0 = end_ns - round((first - 1) * period_ns)
+            self._audio_sent = 0
+        due = math.floor((end_ns - self._audio_t0) / period_ns + 1e-9) + 1  # samples stamped <= end_ns
+        n = due - self._audio_sent
+        if n <= 0:
+            return None
+        i = self._audio_sent + np.arange(n, dtype=np.float64)
+        t = i / self.audio_rate
         wave = 0.2 * np.sin(2 * math.pi * 440.0 * t) + 0.02 * self._rng.standard_normal(n)
         pcm = np.clip(wave * 32767, -32768, 32767).astype("<i2")
         msg = self._AudioFrame()
         msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_fields(
-            max(end_ns - round(n * NS_PER_S / self.audio_rate), 0)
+            max(self._audio_t0 + round(self._audio_sent * period_ns), 0)
         )
+        self._audio_sent = due
         msg.header.frame_id = "microphone"
         msg.sample_rate = self.audio_rate
         msg.channels = 1
@@ -260,16 +276,20 @@ class SensorPublisher:
         self._stop.set()
 
     def publish_tick(self, now_ns: int | None = None) -> None:
-        """Publish one message per stream. Audio and the slow streams go first so that, when the camera
-        frame arrives, everything it will be aligned with is already there."""
-        order = ("audio", "tactile", "joints", "twist", "image")
-        for s in order:
-            if s not in self.pubs:
-                continue
-            stamp = time.time_ns() if now_ns is None else now_ns
-            msg = getattr(self.sensors, s)(stamp)
-            self.pubs[s].publish(msg)
-            self.stats.published[s] += 1
+        """Publish one message per stream, all with the same stamp (the tick's wall-clock time).
+
+        One stamp per tick matters: the Aligner holds a camera frame at t until every active stream has
+        a reading stamped >= t, so a tactile reading stamped a few microseconds before the frame would
+        make every frame wait a whole period for the next tick. Audio and the slow streams go out first
+        so that, when the camera frame arrives, everything it is aligned with is already there.
+        """
+        stamp = time.time_ns() if now_ns is None else now_ns
+        for s in ("audio", "tactile", "joints", "twist", "image"):
+            if s in self.pubs:
+                msg = getattr(self.sensors, s)(stamp)
+                if msg is not None:
+                    self.pubs[s].publish(msg)
+                    self.stats.published[s] += 1
         self.stats.ticks += 1
         self.stats.last_tick_ns = time.time_ns()
 

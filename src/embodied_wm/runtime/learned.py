@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from abc import abstractmethod
 from pathlib import Path
@@ -53,12 +54,14 @@ def require_model_dir(model_dir: str | Path | None) -> Path:
     if not d.exists():
         raise ModelFileError(f"{d}: model directory does not exist")
     if not d.is_dir():
-        raise ModelFileError(f"{d}: not a directory (a model is a directory with {WEIGHTS_FILE} + {CONFIG_FILE})")
+        raise ModelFileError(
+            f"{d}: not a directory (a model is a directory with {WEIGHTS_FILE} + {CONFIG_FILE})"
+        )
     if not (is_checkpoint_dir(d) or is_export_dir(d)):
         present = sorted(p.name for p in d.iterdir())[:8]
         raise ModelFileError(
-            f"{d}: neither a checkpoint ({WEIGHTS_FILE} + {CONFIG_FILE}) nor an ONNX export ({EXPORT_MANIFEST}, "
-            f"encoder.onnx, rollout.onnx); found: {', '.join(present) or 'nothing'}"
+            f"{d}: neither a checkpoint ({WEIGHTS_FILE} + {CONFIG_FILE}) nor an ONNX export "
+            f"({EXPORT_MANIFEST}, encoder.onnx, rollout.onnx); found: {', '.join(present) or 'nothing'}"
         )
     return d
 
@@ -100,6 +103,9 @@ class LearnedBackend(Backend):
         self._prev_obs: Observation | None = None
         self._state: Any = None
         self._state_stamp_ns = 0
+        # The node's planner service may call rollout() from another executor thread while predict()
+        # runs; a TensorRT execution context and the cached state must not be used by both at once.
+        self._lock = threading.RLock()
 
     # -- what subclasses implement -----------------------------------------------------------------
     @abstractmethod
@@ -112,7 +118,7 @@ class LearnedBackend(Backend):
 
     @abstractmethod
     def _run_rollout(self, state: Any, actions: np.ndarray) -> Any:
-        """State + raw actions [N,K,A] float32 -> backend-native (frames, affordance); finished (synchronised)."""
+        """State + raw actions [N,K,A] float32 -> backend-native (frames, affordance), computed (synced)."""
 
     def _postprocess(self, outputs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Backend-native outputs -> (frames [N,K,H,W,3] uint8, affordance [N,C,H,W] float32)."""
@@ -129,6 +135,10 @@ class LearnedBackend(Backend):
         return np.repeat(act[None], self.horizon, axis=0)
 
     def predict(self, obs: Observation, actions: np.ndarray | None = None) -> Prediction:
+        with self._lock:
+            return self._predict(obs, actions)
+
+    def _predict(self, obs: Observation, actions: np.ndarray | None) -> Prediction:
         t0 = time.perf_counter()
         acts = (
             self.held_actions(obs)[None]
@@ -171,6 +181,10 @@ class LearnedBackend(Backend):
         )
 
     def rollout(self, candidates: np.ndarray) -> Rollout:
+        with self._lock:
+            return self._rollout(candidates)
+
+    def _rollout(self, candidates: np.ndarray) -> Rollout:
         if self._state is None:
             raise BackendError(f"{self.name}: rollout() before any predict() (no encoded state yet)")
         cand = validate_candidates(candidates, self.horizon, self.action_dim)
@@ -199,9 +213,10 @@ class LearnedBackend(Backend):
         )
 
     def reset(self) -> None:
-        self._prev_obs = None
-        self._state = None
-        self._state_stamp_ns = 0
+        with self._lock:
+            self._prev_obs = None
+            self._state = None
+            self._state_stamp_ns = 0
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -96,7 +96,11 @@ def _graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
     def info(vi: Any) -> dict[str, Any]:
         t = vi.type.tensor_type
         shape: list[int | str] = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
-        return {"name": vi.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name}
+        return {
+            "name": vi.name,
+            "shape": shape,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+        }
 
     inits = {i.name for i in model.graph.initializer}
     return {
@@ -268,19 +272,38 @@ def export_onnx(
         "action_dim": cfg.action_dim,
         "affordance_channels": list(cfg.affordance_channels),
         "graphs": {
-            "encoder": {"file": ENCODER_FILE, "sha256": sha256_file(out / ENCODER_FILE), **_graph_io(out / ENCODER_FILE)},
-            "rollout": {"file": ROLLOUT_FILE, "sha256": sha256_file(out / ROLLOUT_FILE), **_graph_io(out / ROLLOUT_FILE)},
+            "encoder": {
+                "file": ENCODER_FILE,
+                "sha256": sha256_file(out / ENCODER_FILE),
+                **_graph_io(out / ENCODER_FILE),
+            },
+            "rollout": {
+                "file": ROLLOUT_FILE,
+                "sha256": sha256_file(out / ROLLOUT_FILE),
+                **_graph_io(out / ROLLOUT_FILE),
+            },
         },
         "tolerances": {"fp32": FP32_TOLERANCES, "fp16_expected": FP16_TOLERANCES},
         "parity": parity,
-        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     tmp = out / (EXPORT_MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / EXPORT_MANIFEST)
     worst = max(v for d in parity["rollout"].values() for v in d.values())
-    log.info("exported %s (model %s, opset %d) to %s; parity max abs diff %.2e", cfg.name, loaded.model_id, opset, out, worst)
+    log.info(
+        "exported %s (model %s, opset %d) to %s; parity max abs diff %.2e",
+        cfg.name,
+        loaded.model_id,
+        opset,
+        out,
+        worst,
+    )
     return manifest
 
 
@@ -300,15 +323,19 @@ def load_manifest(export_dir: str | Path, verify_hashes: bool = True) -> dict[st
     for name, fname in files.items():
         f = d / fname
         if not f.is_file():
-            raise ModelFileError(f"{d}: missing {fname} (listed in {EXPORT_MANIFEST}); re-run `embodied-wm export`")
+            raise ModelFileError(
+                f"{d}: missing {fname} (listed in {EXPORT_MANIFEST}); re-run `embodied-wm export`"
+            )
         if verify_hashes and sha256_file(f) != graphs[name].get("sha256"):
             raise ModelFileError(
-                f"{f}: file does not match {EXPORT_MANIFEST} (sha256 differs: corrupt, truncated or replaced); "
-                "re-run `embodied-wm export`"
+                f"{f}: file does not match {EXPORT_MANIFEST} (sha256 differs: corrupt, truncated or "
+                "replaced); re-run `embodied-wm export`"
             )
     _, model_id = read_config(d)
     if model_id != manifest.get("model_id"):
-        raise ModelFileError(f"{d}: {CONFIG_FILE} is model {model_id} but {EXPORT_MANIFEST} says {manifest.get('model_id')}")
+        raise ModelFileError(
+            f"{d}: {CONFIG_FILE} is model {model_id} but {EXPORT_MANIFEST} says {manifest.get('model_id')}"
+        )
     return dict(manifest)
 
 

@@ -17,7 +17,13 @@ import numpy as np
 
 from embodied_wm.runtime.base import BackendUnavailableError, ModelFileError
 from embodied_wm.runtime.learned import LearnedBackend, read_config
-from embodied_wm.runtime.onnx_export import CANDIDATE_PROFILE, ENCODER_FILE, ROLLOUT_FILE, ensure_onnx, load_manifest
+from embodied_wm.runtime.onnx_export import (
+    CANDIDATE_PROFILE,
+    ENCODER_FILE,
+    ROLLOUT_FILE,
+    ensure_onnx,
+    load_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +34,14 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise BackendUnavailableError("ONNX Runtime: python module 'onnxruntime' not found (pip install onnxruntime)") from exc
+        raise BackendUnavailableError(
+            "ONNX Runtime: python module 'onnxruntime' not found (pip install onnxruntime)"
+        ) from exc
     return ort
 
 
 def available_providers() -> list[str]:
-    """Providers this onnxruntime build offers (a listed GPU provider may still fail to load its libraries)."""
+    """Providers this onnxruntime build offers (a listed GPU provider may still fail to load)."""
     try:
         return list(import_onnxruntime().get_available_providers())
     except BackendUnavailableError:
@@ -41,7 +49,7 @@ def available_providers() -> list[str]:
 
 
 def providers_for(device: str, available: list[str]) -> list[str]:
-    """Provider list for ``device`` ('auto' | 'cpu' | 'cuda'), best first; BackendUnavailableError if none fits."""
+    """Providers for ``device`` ('auto' / 'cpu' / 'cuda'), best first; BackendUnavailableError if none."""
     if device == "cpu":
         return ["CPUExecutionProvider"]
     gpu = [p for p in GPU_PROVIDERS if p in available]
@@ -68,6 +76,7 @@ class OnnxRuntimeBackend(LearnedBackend):
         intra_op_threads: int | None = None,
         cache_dir: str | Path | None = None,
         trt_fp16: bool = True,
+        spin: bool = False,
     ) -> None:
         ort = import_onnxruntime()
         export_dir = ensure_onnx(model_dir, cache_dir=cache_dir)
@@ -82,6 +91,12 @@ class OnnxRuntimeBackend(LearnedBackend):
         so.log_severity_level = 3  # ORT warns about every provider it falls back from; we report it ourselves
         if intra_op_threads:
             so.intra_op_num_threads = int(intra_op_threads)
+        # ORT's pool threads busy-wait after each run by default. Between our runs the main thread does
+        # preprocessing and the node does ROS work; on small shared CPUs (Jetson, 2-core CI) the spinning
+        # threads steal that time (measured here: preprocess 1.6 ms alone, ~10 ms next to spinning
+        # threads). Off by default; ``spin=True`` trades CPU for a little latency on idle big machines.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        self.spin = spin
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.intra_op_threads = intra_op_threads
         trt_cache = Path(cache_dir) if cache_dir is not None else export_dir
@@ -104,7 +119,10 @@ class OnnxRuntimeBackend(LearnedBackend):
             )
 
         def session(fname: str, trt_opts: dict[str, Any]) -> Any:
-            plist = [(p, trt_opts if p == "TensorrtExecutionProvider" else provider_opts.get(p, {})) for p in wanted]
+            plist = [
+                (p, trt_opts if p == "TensorrtExecutionProvider" else provider_opts.get(p, {}))
+                for p in wanted
+            ]
             try:
                 return ort.InferenceSession(str(export_dir / fname), so, providers=plist)
             except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph types
@@ -121,8 +139,10 @@ class OnnxRuntimeBackend(LearnedBackend):
         self.device = "cuda" if any(p in GPU_PROVIDERS for p in self.providers) else "cpu"
         self._enc_inputs = [i.name for i in self._enc.get_inputs()]
         self._state_names = [o.name for o in self._enc.get_outputs()]
-        self.max_candidates = None if manifest.get("dynamic_candidates", True) else int(
-            manifest["candidate_axis"]["tensorrt_profile"][0]
+        self.max_candidates = (
+            None
+            if manifest.get("dynamic_candidates", True)
+            else int(manifest["candidate_axis"]["tensorrt_profile"][0])
         )
         log.info("onnxruntime backend: model %s, providers %s", model_id, self.providers)
 
@@ -136,7 +156,9 @@ class OnnxRuntimeBackend(LearnedBackend):
         if self.max_candidates is not None and actions.shape[0] != self.max_candidates:
             # A static-N export: pad the batch to its N (results for the padding are dropped).
             pad = np.zeros((self.max_candidates - actions.shape[0], *actions.shape[1:]), np.float32)
-            frames, aff = self._roll.run(None, {**dict(zip(self._state_names, state)), "actions": np.concatenate([actions, pad])})
+            frames, aff = self._roll.run(
+                None, {**dict(zip(self._state_names, state)), "actions": np.concatenate([actions, pad])}
+            )
             return frames[: actions.shape[0]], aff[: actions.shape[0]]
         feeds = dict(zip(self._state_names, state))
         feeds["actions"] = actions
@@ -149,8 +171,11 @@ class OnnxRuntimeBackend(LearnedBackend):
             **super().describe(),
             "device": self.device,
             "providers": self.providers,
-            "precision": "fp32" if "TensorrtExecutionProvider" not in self.providers else "fp16 (TensorRT EP)",
+            "precision": "fp32"
+            if "TensorrtExecutionProvider" not in self.providers
+            else "fp16 (TensorRT EP)",
             "intra_op_threads": self.intra_op_threads,
+            "spin": self.spin,
             "export_dir": str(self.export_dir),
             "opset": self.manifest.get("opset"),
             "onnxruntime": ort.__version__,

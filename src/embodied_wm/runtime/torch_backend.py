@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ def cuda_available() -> tuple[bool, str]:
     return True, torch.cuda.get_device_name(0)
 
 
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when usable else 'cpu'; 'cuda[:i]' checked; BackendUnavailableError otherwise."""
     if device == "auto":
@@ -54,6 +62,15 @@ def resolve_device(device: str) -> str:
             raise BackendUnavailableError(f"PyTorch CUDA: {why}")
         return "cuda" if device == "gpu" else device
     raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+
+
+def torch_outputs_to_numpy(torch: Any, frames: Any, aff: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Device tensors (frames [N,K,3,H,W] in [0,1], affordance [N,C,H,W]) -> (uint8 [N,K,H,W,3], float32).
+    The uint8 conversion runs on the device so only a quarter of the bytes cross to the host; same rounding
+    as ``learned.frames_to_uint8`` (floor(x*255 + 0.5), clamped)."""
+    with torch.inference_mode():
+        u8 = (frames.float() * 255.0 + 0.5).clamp_(0.0, 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2)
+        return u8.contiguous().cpu().numpy(), aff.float().cpu().numpy()
 
 
 class TorchBackend(LearnedBackend):
@@ -79,13 +96,22 @@ class TorchBackend(LearnedBackend):
         self.device = resolve_device(device)
         on_gpu = self.device.startswith("cuda")
         self.precision = precision or ("fp16" if on_gpu else "fp32")
+        if self.precision == "int8":
+            raise BackendUnavailableError("PyTorch: no int8 path (int8 is TensorRT only); use fp16 or fp32")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.precision == "fp16" and not on_gpu:
             # CPU fp16 kernels are slow or missing for several ops here; refuse rather than crawl.
-            raise BackendUnavailableError("PyTorch: fp16 needs CUDA; use precision='fp32' (or 'bf16') on the CPU")
+            raise BackendUnavailableError(
+                "PyTorch: fp16 needs CUDA; use precision='fp32' (or 'bf16') on the CPU"
+            )
         if threads:
             torch.set_num_threads(int(threads))  # process-wide: PyTorch has no per-module thread pools
+        elif not on_gpu:
+            # Leave one core to the caller (ROS executor, preprocessing): with every core in PyTorch's
+            # OpenMP pool, any other busy thread stalls its barriers. Measured on a loaded 2-core VM:
+            # tiny encode 108 ms / rollout 458 ms with 2 threads, 1.9 ms / 27 ms with 1.
+            torch.set_num_threads(min(torch.get_num_threads(), max(1, _available_cpus() - 1)))
         try:
             loaded = load_checkpoint(d, device=self.device)
         except CheckpointError as exc:
@@ -139,12 +165,7 @@ class TorchBackend(LearnedBackend):
         return frames, aff
 
     def _postprocess(self, outputs: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
-        torch = self._torch
-        frames, aff = outputs
-        with torch.inference_mode():
-            # Same rounding as learned.frames_to_uint8: floor(x*255 + 0.5) clamped.
-            u8 = (frames.float() * 255.0 + 0.5).clamp_(0.0, 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2)
-            return u8.contiguous().cpu().numpy(), aff.float().cpu().numpy()
+        return torch_outputs_to_numpy(self._torch, *outputs)
 
     def describe(self) -> dict[str, Any]:
         torch = self._torch

@@ -19,7 +19,9 @@ def stamp_ns(header: Any) -> int:
     stamp = header.stamp
     ns = int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
     if ns < 0:
-        raise SensingError(f"header stamp must be >= 0, got {int(stamp.sec)}s {int(stamp.nanosec)}ns", "bad_stamp")
+        raise SensingError(
+            f"header stamp must be >= 0, got {int(stamp.sec)}s {int(stamp.nanosec)}ns", "bad_stamp"
+        )
     return ns
 
 

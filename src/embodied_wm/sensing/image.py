@@ -111,7 +111,7 @@ def image_to_array(msg: Any) -> np.ndarray:
     height, width, step, dtype, nchan, _ = _validated_layout(msg)
     row_bytes = width * nchan * dtype.itemsize
     rows = as_uint8(msg.data).reshape(height, step)[:, :row_bytes]
-    raw = np.ascontiguousarray(rows)
+    raw = rows.copy()  # always copy: the message buffer may be reused by the middleware
     if dtype.itemsize > 1 and bool(msg.is_bigendian):
         dtype = dtype.newbyteorder(">")
     arr = raw.view(dtype)
@@ -180,7 +180,10 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if layout == "generic":
         raise UnknownEncodingError(f"Image encoding {encoding!r} has no RGB interpretation")
     arr = image_to_array(msg)
-    return _array_to_rgb(arr, layout, encoding)
+    try:
+        return _array_to_rgb(arr, layout, encoding)
+    except cv2.error as exc:  # e.g. a 1-pixel Bayer image OpenCV cannot demosaic
+        raise ShapeError(f"Image {arr.shape[1]}x{arr.shape[0]} {encoding}: {exc}") from exc
 
 
 _COMPRESSED_TOKENS = ("jpeg", "jpg", "png", "bmp", "tiff", "webp")

@@ -52,8 +52,10 @@ def decode_float32_multiarray(
     if shape is not None:
         want = tuple(int(s) for s in shape)
         if math.prod(want) != values.size:
-            raise ShapeError(f"Float32MultiArray: expected {math.prod(want)} values for shape {want}, "
-                             f"got {values.size} (shape {values.shape})")
+            raise ShapeError(
+                f"Float32MultiArray: expected {math.prod(want)} values for shape {want}, "
+                f"got {values.size} (shape {values.shape})"
+            )
         values = values.reshape(want)
     check_finite(values, "Float32MultiArray")
     return int(stamp_ns), np.array(values, dtype=np.float32)

@@ -36,8 +36,9 @@ class ContactAudio:
     Resonator states carry over between frames so rings decay across frame boundaries.
     """
 
-    def __init__(self, rng: np.random.Generator, ngeom: int, geom_material: np.ndarray,
-                 samples_per_step: int) -> None:
+    def __init__(
+        self, rng: np.random.Generator, ngeom: int, geom_material: np.ndarray, samples_per_step: int
+    ) -> None:
         if samples_per_step < 1:
             raise ValueError(f"samples_per_step must be >= 1, got {samples_per_step}")
         self.rng = rng
@@ -57,8 +58,9 @@ class ContactAudio:
                 self.modes.append((mi, b, a))
         self.mode_state = [np.zeros(2) for _ in self.modes]
         # One-pole low-pass per material colours its friction noise.
-        self.noise_pole = np.array([math.exp(-2.0 * math.pi * MATERIALS[n].noise_cutoff_hz / SAMPLE_RATE)
-                                    for n in MATERIAL_ORDER])
+        self.noise_pole = np.array(
+            [math.exp(-2.0 * math.pi * MATERIALS[n].noise_cutoff_hz / SAMPLE_RATE) for n in MATERIAL_ORDER]
+        )
         self.noise_gain = np.array([MATERIALS[n].roughness for n in MATERIAL_ORDER])
         self.noise_state = [np.zeros(1) for _ in MATERIAL_ORDER]
         # 1 ms raised-cosine pulse shape for impacts (a pure one-sample click aliases).
@@ -110,16 +112,20 @@ class ContactAudio:
         white = self.rng.standard_normal((self.n_mat + 1, n))
         excitation = np.zeros((self.n_mat, n))
         excitation[:, :: self.sps] = impacts
-        excitation = np.apply_along_axis(lambda x: np.convolve(x, self.pulse)[:n], 1, excitation) \
-            if impacts.any() else excitation
+        excitation = (
+            np.apply_along_axis(lambda x: np.convolve(x, self.pulse)[:n], 1, excitation)
+            if impacts.any()
+            else excitation
+        )
         noise_env = np.repeat(friction, self.sps, axis=1)
         direct = np.zeros(n)
         for mi in range(self.n_mat):
             if not noise_env[mi].any() and not self.noise_state[mi].any():
                 continue
             p = self.noise_pole[mi]
-            colored, self.noise_state[mi] = lfilter([1.0 - p], [1.0, -p], white[mi] * noise_env[mi],
-                                                    zi=self.noise_state[mi])
+            colored, self.noise_state[mi] = lfilter(
+                [1.0 - p], [1.0, -p], white[mi] * noise_env[mi], zi=self.noise_state[mi]
+            )
             colored *= self.noise_gain[mi]
             direct += colored
             excitation[mi] += 0.3 * colored

@@ -19,9 +19,16 @@ def _add_record_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--res", type=int, default=64, help="square image resolution W (W x W)")
     p.add_argument("--out", default="out/sim", help="output directory (bags go to OUT/episode_NNNNN)")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--first-episode", type=int, default=0, help="index of the first episode (to extend a set)")
-    p.add_argument("--no-randomize", action="store_true", help="hold the scene fixed (no domain randomization)")
+    p.add_argument(
+        "--first-episode", type=int, default=0, help="index of the first episode (to extend a set)"
+    )
+    p.add_argument(
+        "--no-randomize", action="store_true", help="hold the scene fixed (no domain randomization)"
+    )
     p.add_argument("--no-ground-truth", action="store_true", help="skip segmentation/depth/affordance topics")
+    p.add_argument(
+        "--skip-existing", action="store_true", help="leave episodes whose bag exists (resume a set)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -42,9 +49,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_record(args: argparse.Namespace) -> int:
     from embodied_wm.sim.recorder import record
 
-    paths = record(args.episodes, args.frames, seed=args.seed, res=args.res, out_dir=args.out,
-                   workers=args.workers, randomize=not args.no_randomize, progress=not args.quiet,
-                   ground_truth=not args.no_ground_truth, first_episode=args.first_episode)
+    paths = record(
+        args.episodes,
+        args.frames,
+        seed=args.seed,
+        res=args.res,
+        out_dir=args.out,
+        workers=args.workers,
+        randomize=not args.no_randomize,
+        progress=not args.quiet,
+        ground_truth=not args.no_ground_truth,
+        first_episode=args.first_episode,
+        skip_existing=args.skip_existing,
+    )
     for p in paths:
         print(p)
     return 0

@@ -66,9 +66,17 @@ def episode_seed_sequence(seed: int, episode: int) -> np.random.SeedSequence:
 
 
 class Episode:
-    def __init__(self, seed: int, episode: int = 0, res: int = 64, randomize: bool = True,
-                 dt: float = 0.1, max_speed: float = MAX_SPEED, ground_truth: bool = True,
-                 start_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        episode: int = 0,
+        res: int = 64,
+        randomize: bool = True,
+        dt: float = 0.1,
+        max_speed: float = MAX_SPEED,
+        ground_truth: bool = True,
+        start_ns: int | None = None,
+    ) -> None:
         steps = dt / PHYSICS_DT
         if dt <= 0 or abs(steps - round(steps)) > 1e-6:
             raise ValueError(f"dt must be a positive multiple of the physics step {PHYSICS_DT} s, got {dt}")
@@ -85,8 +93,9 @@ class Episode:
         sps = SAMPLE_RATE * PHYSICS_DT
         if abs(sps - round(sps)) > 1e-9:
             raise ValueError("audio sample rate must give a whole number of samples per physics step")
-        self.audio = ContactAudio(np.random.default_rng(audio_ss), self.sim.model.ngeom,
-                                  self.sim.geom_material, round(sps))
+        self.audio = ContactAudio(
+            np.random.default_rng(audio_ss), self.sim.model.ngeom, self.sim.geom_material, round(sps)
+        )
         self.start_ns = EPOCH_NS + episode * EPISODE_OFFSET_NS if start_ns is None else start_ns
         self.frame_index = 0
         self._last_audio = np.zeros(0, np.float32)
@@ -103,7 +112,9 @@ class Episode:
 
     def _tip_contacts(self) -> tuple[np.ndarray, np.ndarray]:
         geom, pos, fn, _ = self.sim.contacts()
-        tip = ((geom[:, 0] == self.sim.tip_geom) | (geom[:, 1] == self.sim.tip_geom)) & (fn > CONTACT_MIN_FORCE)
+        tip = ((geom[:, 0] == self.sim.tip_geom) | (geom[:, 1] == self.sim.tip_geom)) & (
+            fn > CONTACT_MIN_FORCE
+        )
         return pos[tip], fn[tip]
 
     def _advance(self, velocity: np.ndarray) -> None:
@@ -117,8 +128,9 @@ class Episode:
             geom, pos, fn, slip = self.sim.contacts()
             self.audio.add_step(geom, fn, slip)
             if self.ground_truth and (k + 1) % CONTACT_SAMPLE_EVERY == 0:
-                tip = ((geom[:, 0] == self.sim.tip_geom) | (geom[:, 1] == self.sim.tip_geom)) \
-                    & (fn > CONTACT_MIN_FORCE)
+                tip = ((geom[:, 0] == self.sim.tip_geom) | (geom[:, 1] == self.sim.tip_geom)) & (
+                    fn > CONTACT_MIN_FORCE
+                )
                 if tip.any():
                     sampled.append(pos[tip])
         self._last_audio = self.audio.render_frame()
@@ -142,11 +154,22 @@ class Episode:
         rgb, seg, depth = self.sim.render(self.ground_truth)
         tip_pos, tip_fn = self._tip_contacts()
         return FrameData(
-            index=self.frame_index, stamp_ns=self.stamp_ns, rgb=rgb, seg=seg, depth=depth,
-            tactile=self._tactile.copy(), joint_pos=self.sim.finger_pos(), joint_vel=self.sim.finger_vel(),
-            joint_effort=self.sim.finger_effort(), wrist_force=self._wrench[:3].copy(), wrist_torque=self._wrench[3:].copy(),
-            audio=self._last_audio, audio_stamp_ns=self.stamp_ns - self.dt_ns,
-            object_poses=self.sim.object_poses(), tip_contacts=tip_pos, tip_forces=tip_fn,
+            index=self.frame_index,
+            stamp_ns=self.stamp_ns,
+            rgb=rgb,
+            seg=seg,
+            depth=depth,
+            tactile=self._tactile.copy(),
+            joint_pos=self.sim.finger_pos(),
+            joint_vel=self.sim.finger_vel(),
+            joint_effort=self.sim.finger_effort(),
+            wrist_force=self._wrench[:3].copy(),
+            wrist_torque=self._wrench[3:].copy(),
+            audio=self._last_audio,
+            audio_stamp_ns=self.stamp_ns - self.dt_ns,
+            object_poses=self.sim.object_poses(),
+            tip_contacts=tip_pos,
+            tip_forces=tip_fn,
             interval_contacts=self._interval_contacts,
         )
 

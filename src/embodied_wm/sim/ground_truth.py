@@ -27,8 +27,9 @@ MIN_DISK_PX = 1.5
 _SHIFT = 4  # cv2 sub-pixel bits for circle centres
 
 
-def contact_map(points: np.ndarray, project: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                fx: float, res: int) -> np.ndarray:
+def contact_map(
+    points: np.ndarray, project: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], fx: float, res: int
+) -> np.ndarray:
     """res x res float32 in {0, 1}: disks around the projections of world ``points`` (n x 3)."""
     canvas = np.zeros((res, res), np.uint8)
     if len(points) == 0:
@@ -42,8 +43,15 @@ def contact_map(points: np.ndarray, project: Callable[[np.ndarray], tuple[np.nda
     scale = 1 << _SHIFT
     for qu, qv, qr in keys:
         # cv2 pixel centres are at integer coordinates, as in our projection.
-        cv2.circle(canvas, (int(qu * scale / 4), int(qv * scale / 4)), int(qr * scale / 4), 1, -1,
-                   lineType=cv2.LINE_8, shift=_SHIFT)
+        cv2.circle(
+            canvas,
+            (int(qu * scale / 4), int(qv * scale / 4)),
+            int(qr * scale / 4),
+            1,
+            -1,
+            lineType=cv2.LINE_8,
+            shift=_SHIFT,
+        )
     return canvas.astype(np.float32)
 
 
@@ -52,7 +60,9 @@ def _quat_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
     return 2.0 * np.arccos(dot)
 
 
-def moved_objects(poses_t: np.ndarray, future: Sequence[np.ndarray], objects: Sequence[ObjectSpec]) -> np.ndarray:
+def moved_objects(
+    poses_t: np.ndarray, future: Sequence[np.ndarray], objects: Sequence[ObjectSpec]
+) -> np.ndarray:
     """Boolean per object: did it move more than MOVE_THRESHOLD_M at any future frame?"""
     if len(objects) == 0 or not future:
         return np.zeros(len(objects), bool)
@@ -68,14 +78,23 @@ def movable_map(seg: np.ndarray, moved: np.ndarray) -> np.ndarray:
     return np.isin(seg, labels).astype(np.float32)
 
 
-def affordance(seg: np.ndarray, poses_t: np.ndarray, future_poses: Sequence[np.ndarray],
-               future_contacts: Sequence[np.ndarray], objects: Sequence[ObjectSpec],
-               project: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], fx: float) -> np.ndarray:
+def affordance(
+    seg: np.ndarray,
+    poses_t: np.ndarray,
+    future_poses: Sequence[np.ndarray],
+    future_contacts: Sequence[np.ndarray],
+    objects: Sequence[ObjectSpec],
+    project: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    fx: float,
+) -> np.ndarray:
     """C x H x W float32 (CHANNELS order) for frame t given frames t+1..t+K's poses and the fingertip
     contact points sampled during (t, t+K]."""
     res = seg.shape[0]
-    pts = np.concatenate([c for c in future_contacts if len(c)]) if any(len(c) for c in future_contacts) \
+    pts = (
+        np.concatenate([c for c in future_contacts if len(c)])
+        if any(len(c) for c in future_contacts)
         else np.zeros((0, 3))
+    )
     contact = contact_map(pts, project, fx, res)
     movable = movable_map(seg, moved_objects(poses_t, future_poses, objects))
     return np.stack([contact, movable])

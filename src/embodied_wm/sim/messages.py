@@ -98,8 +98,12 @@ class RclpyKit:
             if isinstance(val, np.ndarray):
                 code = _RCLPY_SEQ.get(types[key])
                 if code is not None:
-                    fields[key] = array.array(code, val.astype({"B": np.uint8, "f": np.float32, "d": np.float64}[code],
-                                                                copy=False).tobytes())
+                    fields[key] = array.array(
+                        code,
+                        val.astype(
+                            {"B": np.uint8, "f": np.float32, "d": np.float64}[code], copy=False
+                        ).tobytes(),
+                    )
         return cls(**fields)
 
 
@@ -111,44 +115,80 @@ def header(kit: MessageKit, ns: int, frame_id: str) -> Any:
     return kit.make("std_msgs/msg/Header", stamp=stamp(kit, ns), frame_id=frame_id)
 
 
-def vec3(kit: MessageKit, v: Sequence[float]) -> Any:
+def vec3(kit: MessageKit, v: Sequence[float] | np.ndarray) -> Any:
     return kit.make("geometry_msgs/msg/Vector3", x=float(v[0]), y=float(v[1]), z=float(v[2]))
 
 
 def image(kit: MessageKit, ns: int, frame_id: str, arr: np.ndarray, encoding: str) -> Any:
     arr = np.ascontiguousarray(arr)
     h, w = arr.shape[:2]
-    return kit.make("sensor_msgs/msg/Image", header=header(kit, ns, frame_id), height=h, width=w,
-                    encoding=encoding, is_bigendian=0, step=arr.strides[0],
-                    data=np.frombuffer(arr.tobytes(), np.uint8))
-
-
-def camera_info(kit: MessageKit, ns: int, frame_id: str, res: int,
-                intr: tuple[float, float, float, float]) -> Any:
-    fx, fy, cx, cy = intr
-    roi = kit.make("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return kit.make(
-        "sensor_msgs/msg/CameraInfo", header=header(kit, ns, frame_id), height=res, width=res,
-        distortion_model="plumb_bob", d=np.zeros(5), k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], float),
-        r=np.eye(3).ravel(), p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], float),
-        binning_x=0, binning_y=0, roi=roi)
+        "sensor_msgs/msg/Image",
+        header=header(kit, ns, frame_id),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=arr.strides[0],
+        data=np.frombuffer(arr.tobytes(), np.uint8),
+    )
+
+
+def camera_info(
+    kit: MessageKit, ns: int, frame_id: str, res: int, intr: tuple[float, float, float, float]
+) -> Any:
+    fx, fy, cx, cy = intr
+    roi = kit.make(
+        "sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    return kit.make(
+        "sensor_msgs/msg/CameraInfo",
+        header=header(kit, ns, frame_id),
+        height=res,
+        width=res,
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], float),
+        r=np.eye(3).ravel(),
+        p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], float),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
 
 
 def audio(kit: MessageKit, ns: int, frame_id: str, samples: np.ndarray) -> Any:
-    return kit.make("embodied_wm/msg/AudioFrame", header=header(kit, ns, frame_id), sample_rate=SAMPLE_RATE,
-                    channels=1, encoding="S16LE", data=np.frombuffer(to_s16le(samples), np.uint8))
+    return kit.make(
+        "embodied_wm/msg/AudioFrame",
+        header=header(kit, ns, frame_id),
+        sample_rate=SAMPLE_RATE,
+        channels=1,
+        encoding="S16LE",
+        data=np.frombuffer(to_s16le(samples), np.uint8),
+    )
 
 
 def tactile(kit: MessageKit, ns: int, frame_id: str, values: np.ndarray) -> Any:
-    return kit.make("embodied_wm/msg/TactileArray", header=header(kit, ns, frame_id),
-                    sensor_model="mujoco_touch_5x5", rows=TAXEL_ROWS, cols=TAXEL_COLS,
-                    values=np.asarray(values, np.float32).ravel(), unit="N")
+    return kit.make(
+        "embodied_wm/msg/TactileArray",
+        header=header(kit, ns, frame_id),
+        sensor_model="mujoco_touch_5x5",
+        rows=TAXEL_ROWS,
+        cols=TAXEL_COLS,
+        values=np.asarray(values, np.float32).ravel(),
+        unit="N",
+    )
 
 
 def joint_state(kit: MessageKit, ns: int, f: FrameData) -> Any:
-    return kit.make("sensor_msgs/msg/JointState", header=header(kit, ns, ""), name=list(JOINT_NAMES),
-                    position=np.asarray(f.joint_pos, float), velocity=np.asarray(f.joint_vel, float),
-                    effort=np.asarray(f.joint_effort, float))
+    return kit.make(
+        "sensor_msgs/msg/JointState",
+        header=header(kit, ns, ""),
+        name=list(JOINT_NAMES),
+        position=np.asarray(f.joint_pos, float),
+        velocity=np.asarray(f.joint_vel, float),
+        effort=np.asarray(f.joint_effort, float),
+    )
 
 
 def twist(kit: MessageKit, ns: int, frame_id: str, action: np.ndarray) -> Any:
@@ -163,28 +203,50 @@ def wrench(kit: MessageKit, ns: int, frame_id: str, force: np.ndarray, torque: n
 
 def affordance(kit: MessageKit, ns: int, frame_id: str, maps: np.ndarray, dt_ns: int) -> Any:
     horizon_ns = HORIZON * dt_ns
-    dur = kit.make("builtin_interfaces/msg/Duration", sec=horizon_ns // NS_PER_S, nanosec=horizon_ns % NS_PER_S)
-    return kit.make("embodied_wm/msg/AffordanceMap", header=header(kit, ns, frame_id), channels=list(CHANNELS),
-                    height=maps.shape[1], width=maps.shape[2], data=np.asarray(maps, np.float32).ravel(),
-                    horizon=dur, model_id="ground_truth")
+    dur = kit.make(
+        "builtin_interfaces/msg/Duration", sec=horizon_ns // NS_PER_S, nanosec=horizon_ns % NS_PER_S
+    )
+    return kit.make(
+        "embodied_wm/msg/AffordanceMap",
+        header=header(kit, ns, frame_id),
+        channels=list(CHANNELS),
+        height=maps.shape[1],
+        width=maps.shape[2],
+        data=np.asarray(maps, np.float32).ravel(),
+        horizon=dur,
+        model_id="ground_truth",
+    )
 
 
 def contact_points(kit: MessageKit, ns: int, frame_id: str, uv: np.ndarray, forces: np.ndarray) -> Any:
     """Fingertip contacts at this instant projected into the image: x = u, y = v (pixels), z = normal
     force (N). A PolygonStamped is used as a plain point list; it is not a closed polygon."""
-    pts = [kit.make("geometry_msgs/msg/Point32", x=float(u), y=float(v), z=float(fn))
-           for (u, v), fn in zip(uv, forces) if np.isfinite(u) and np.isfinite(v)]
-    return kit.make("geometry_msgs/msg/PolygonStamped", header=header(kit, ns, frame_id),
-                    polygon=kit.make("geometry_msgs/msg/Polygon", points=pts))
+    pts = [
+        kit.make("geometry_msgs/msg/Point32", x=float(u), y=float(v), z=float(fn))
+        for (u, v), fn in zip(uv, forces)
+        if np.isfinite(u) and np.isfinite(v)
+    ]
+    return kit.make(
+        "geometry_msgs/msg/PolygonStamped",
+        header=header(kit, ns, frame_id),
+        polygon=kit.make("geometry_msgs/msg/Polygon", points=pts),
+    )
 
 
 def tf_static(kit: MessageKit, ns: int, ids: FrameIds, cam_pos: np.ndarray, cam_rot: np.ndarray) -> Any:
     """world -> camera optical frame (the camera is fixed during an episode)."""
     q = _rot_to_quat(cam_rot)
-    tr = kit.make("geometry_msgs/msg/Transform", translation=vec3(kit, cam_pos),
-                  rotation=kit.make("geometry_msgs/msg/Quaternion", x=q[1], y=q[2], z=q[3], w=q[0]))
-    ts = kit.make("geometry_msgs/msg/TransformStamped", header=header(kit, ns, ids.world),
-                  child_frame_id=ids.camera, transform=tr)
+    tr = kit.make(
+        "geometry_msgs/msg/Transform",
+        translation=vec3(kit, cam_pos),
+        rotation=kit.make("geometry_msgs/msg/Quaternion", x=q[1], y=q[2], z=q[3], w=q[0]),
+    )
+    ts = kit.make(
+        "geometry_msgs/msg/TransformStamped",
+        header=header(kit, ns, ids.world),
+        child_frame_id=ids.camera,
+        transform=tr,
+    )
     return kit.make("tf2_msgs/msg/TFMessage", transforms=[ts])
 
 
@@ -208,8 +270,9 @@ def _rot_to_quat(rot: np.ndarray) -> tuple[float, float, float, float]:
     return (w, x, y, z) if w >= 0 else (-w, -x, -y, -z)
 
 
-def sensor_messages(kit: MessageKit, f: FrameData, ids: FrameIds, res: int,
-                    intr: tuple[float, float, float, float]) -> list[tuple[str, Any, int]]:
+def sensor_messages(
+    kit: MessageKit, f: FrameData, ids: FrameIds, res: int, intr: tuple[float, float, float, float]
+) -> list[tuple[str, Any, int]]:
     """(key, message, log time ns) for frame ``f``'s sensor and action topics.
     The audio chunk [t - dt, t) is stamped with its first sample but logged at t (when complete)."""
     t = f.stamp_ns
@@ -224,8 +287,9 @@ def sensor_messages(kit: MessageKit, f: FrameData, ids: FrameIds, res: int,
     ]
 
 
-def ground_truth_messages(kit: MessageKit, f: FrameData, ids: FrameIds, maps: np.ndarray, dt_ns: int,
-                          contact_uv: np.ndarray) -> list[tuple[str, Any, int]]:
+def ground_truth_messages(
+    kit: MessageKit, f: FrameData, ids: FrameIds, maps: np.ndarray, dt_ns: int, contact_uv: np.ndarray
+) -> list[tuple[str, Any, int]]:
     t = f.stamp_ns
     assert f.seg is not None and f.depth is not None, "frame rendered without ground truth"
     return [

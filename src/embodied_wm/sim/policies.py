@@ -106,7 +106,9 @@ class ScriptedPolicy:
         above = top + TIP_RADIUS + float(self.rng.uniform(0.02, 0.05))
         plan = [Waypoint(np.array([xy[0], xy[1], max(above, 0.05)]), speed)]
         for _ in range(int(self.rng.integers(1, 4))):
-            plan.append(Waypoint(np.array([xy[0], xy[1], top + TIP_RADIUS - 0.01]), speed, stop_on_contact=0.3))
+            plan.append(
+                Waypoint(np.array([xy[0], xy[1], top + TIP_RADIUS - 0.01]), speed, stop_on_contact=0.3)
+            )
             # Sometimes rest on the surface a moment: contact that is felt but (being still) not heard.
             hold = int(self.rng.choice(3, p=(0.6, 0.3, 0.1)))
             if hold:
@@ -140,8 +142,11 @@ class ScriptedPolicy:
                 self._advance()
             return np.zeros(3)
         err = wp.pos - s.finger
-        done = (np.linalg.norm(err) < TOLERANCE or s.tactile_sum > wp.stop_on_contact
-                or self._frames_on_wp > MAX_FRAMES_PER_WAYPOINT)
+        done = (
+            np.linalg.norm(err) < TOLERANCE
+            or s.tactile_sum > wp.stop_on_contact
+            or self._frames_on_wp > MAX_FRAMES_PER_WAYPOINT
+        )
         if done:
             self._advance()
             if not self.plan:

@@ -35,8 +35,17 @@ from embodied_wm.sim.scene import FIRST_OBJECT_LABEL, LABEL_BACKGROUND, LABEL_FI
 
 _TIME0 = QosTime(0, 0)
 #: /tf_static is latched (transient local) so a player replays it to late subscribers.
-TF_STATIC_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
-                    _TIME0, _TIME0, QosLiveliness.AUTOMATIC, _TIME0, False)
+TF_STATIC_QOS = Qos(
+    QosHistory.KEEP_LAST,
+    1,
+    QosReliability.RELIABLE,
+    QosDurability.TRANSIENT_LOCAL,
+    _TIME0,
+    _TIME0,
+    QosLiveliness.AUTOMATIC,
+    _TIME0,
+    False,
+)
 
 
 @dataclass(frozen=True)
@@ -62,16 +71,24 @@ def bag_name(episode: int) -> str:
 
 
 def _scene_json(ep: Episode) -> str:
-    return json.dumps({
-        "objects": [dict(asdict(o), label=FIRST_OBJECT_LABEL + k) for k, o in enumerate(ep.spec.objects)],
-        "camera": asdict(ep.spec.camera),
-        "labels": {"background": LABEL_BACKGROUND, "table": LABEL_TABLE, "finger": LABEL_FINGER,
-                   "first_object": FIRST_OBJECT_LABEL},
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "objects": [dict(asdict(o), label=FIRST_OBJECT_LABEL + k) for k, o in enumerate(ep.spec.objects)],
+            "camera": asdict(ep.spec.camera),
+            "labels": {
+                "background": LABEL_BACKGROUND,
+                "table": LABEL_TABLE,
+                "finger": LABEL_FINGER,
+                "first_object": FIRST_OBJECT_LABEL,
+            },
+        },
+        sort_keys=True,
+    )
 
 
-def record_episode(out_dir: Path | str, episode: int, cfg: RecordConfig,
-                   on_frame: Callable[[], None] | None = None) -> Path:
+def record_episode(
+    out_dir: Path | str, episode: int, cfg: RecordConfig, on_frame: Callable[[], None] | None = None
+) -> Path:
     """Simulate and write one episode's bag to ``out_dir/episode_NNNNN``; returns its path.
 
     The bag is written under a hidden temporary name and renamed when complete, so a directory
@@ -91,15 +108,27 @@ def record_episode(out_dir: Path | str, episode: int, cfg: RecordConfig,
     ep = Episode(cfg.seed, episode, cfg.res, cfg.randomize, cfg.dt, ground_truth=cfg.ground_truth)
     writer = Writer(tmp_parent / final.name, version=9, storage_plugin=StoragePlugin.MCAP)
     try:
-        for key, val in (("seed", str(cfg.seed)), ("episode", str(episode)), ("resolution", str(cfg.res)),
-                         ("randomize", str(cfg.randomize).lower()), ("dt_s", repr(cfg.dt)),
-                         ("scene", _scene_json(ep)), ("generator", "embodied_wm.sim")):
+        for key, val in (
+            ("seed", str(cfg.seed)),
+            ("episode", str(episode)),
+            ("resolution", str(cfg.res)),
+            ("randomize", str(cfg.randomize).lower()),
+            ("dt_s", repr(cfg.dt)),
+            ("scene", _scene_json(ep)),
+            ("generator", "embodied_wm.sim"),
+        ):
             writer.set_custom_data(f"embodied_wm.{key}", val)
         writer.open()
         keys = [k for k in mk.TOPICS if cfg.ground_truth or k not in mk.GROUND_TRUTH_KEYS]
-        conns = {k: writer.add_connection(mk.TOPICS[k], mk.MSGTYPES[k], typestore=store,
-                                          offered_qos_profiles=[TF_STATIC_QOS] if k == "tf_static" else [])
-                 for k in keys}
+        conns = {
+            k: writer.add_connection(
+                mk.TOPICS[k],
+                mk.MSGTYPES[k],
+                typestore=store,
+                offered_qos_profiles=[TF_STATIC_QOS] if k == "tf_static" else [],
+            )
+            for k in keys
+        }
 
         def put(key: str, msg: object, log_ns: int) -> None:
             writer.write(conns[key], log_ns, store.serialize_cdr(msg, mk.MSGTYPES[key]))
@@ -115,9 +144,15 @@ def record_episode(out_dir: Path | str, episode: int, cfg: RecordConfig,
                 put(key, msg, log_ns)
             if cfg.ground_truth:
                 assert f.seg is not None
-                maps = gt.affordance(f.seg, f.object_poses, [x.object_poses for x in future],
-                                     [x.interval_contacts for x in future], ep.spec.objects,
-                                     ep.sim.project, intr[0])
+                maps = gt.affordance(
+                    f.seg,
+                    f.object_poses,
+                    [x.object_poses for x in future],
+                    [x.interval_contacts for x in future],
+                    ep.spec.objects,
+                    ep.sim.project,
+                    intr[0],
+                )
                 uv, _ = ep.sim.project(f.tip_contacts) if len(f.tip_contacts) else (np.zeros((0, 2)), None)
                 for key, msg, log_ns in mk.ground_truth_messages(kit, f, ids, maps, ep.dt_ns, uv):
                     put(key, msg, log_ns)
@@ -133,8 +168,7 @@ def record_episode(out_dir: Path | str, episode: int, cfg: RecordConfig,
                 emit(first, list(buf))
         writer.close()
     except BaseException:
-        if writer.storage is not None:
-            writer.storage = None  # abandon the partial bag; the temp dir is removed below
+        writer.abort()  # closes the storage file without an index; the temp dir goes below
         shutil.rmtree(tmp_parent, ignore_errors=True)
         raise
     finally:
@@ -149,11 +183,23 @@ def _worker(args: tuple[str, int, RecordConfig]) -> tuple[int, str]:
     return episode, str(record_episode(out_dir, episode, cfg))
 
 
-def record(episodes: int, frames: int, seed: int = 0, res: int = 64, out_dir: Path | str = "out/sim",
-           workers: int = 1, randomize: bool = True, progress: bool = True,
-           ground_truth: bool = True, first_episode: int = 0) -> list[Path]:
+def record(
+    episodes: int,
+    frames: int,
+    seed: int = 0,
+    res: int = 64,
+    out_dir: Path | str = "out/sim",
+    workers: int = 1,
+    randomize: bool = True,
+    progress: bool = True,
+    ground_truth: bool = True,
+    first_episode: int = 0,
+    skip_existing: bool = False,
+) -> list[Path]:
     """Record ``episodes`` bags of ``frames`` frames into ``out_dir``; returns the bag paths in episode
-    order. Episodes run in ``workers`` processes (spawned, so each has its own GL context)."""
+    order. Episodes run in ``workers`` processes (spawned, so each has its own GL context).
+    With ``skip_existing`` an episode whose bag directory exists is left alone (resume a set); the
+    existing bag is trusted, not checked against the other arguments."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
@@ -164,15 +210,20 @@ def record(episodes: int, frames: int, seed: int = 0, res: int = 64, out_dir: Pa
     out.mkdir(parents=True, exist_ok=True)
     ids = list(range(first_episode, first_episode + episodes))
     results: dict[int, Path] = {}
-    bar = tqdm(total=episodes * frames, unit="frame", desc="sim record", disable=not progress)
+    if skip_existing:
+        results = {i: out / bag_name(i) for i in ids if (out / bag_name(i)).exists()}
+    todo = [i for i in ids if i not in results]
+    bar = tqdm(total=len(todo) * frames, unit="frame", desc="sim record", disable=not progress)
     try:
-        if workers == 1 or episodes == 1:
-            for i in ids:
+        if workers == 1 or len(todo) <= 1:
+            for i in todo:
                 results[i] = record_episode(out, i, cfg, on_frame=lambda: bar.update(1))
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(min(workers, episodes)) as pool:
-                it: Iterable[tuple[int, str]] = pool.imap_unordered(_worker, [(str(out), i, cfg) for i in ids])
+            with ctx.Pool(min(workers, len(todo))) as pool:
+                it: Iterable[tuple[int, str]] = pool.imap_unordered(
+                    _worker, [(str(out), i, cfg) for i in todo]
+                )
                 for i, path in it:
                     results[i] = Path(path)
                     bar.update(frames)

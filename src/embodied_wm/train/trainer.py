@@ -64,6 +64,8 @@ class TrainArgs:
     cache_dir: str | None = None
     threads: int | None = None
     warmup: int = 200
+    #: Frame-decoded horizon steps per batch (0 = all K).
+    frame_steps: int = 4
     weight_decay: float = 1e-4
     progress: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
@@ -72,24 +74,34 @@ class TrainArgs:
 class TrainStep(nn.Module):
     """Model + losses in one forward, so DistributedDataParallel sees every parameter use."""
 
-    def __init__(self, model: WorldModel, weights: LossWeights) -> None:
+    def __init__(self, model: WorldModel, weights: LossWeights, frame_steps: int = 4, seed: int = 0) -> None:
         super().__init__()
         self.model = model
         self.w = weights
+        self.frame_steps = frame_steps
+        self.gen = torch.Generator().manual_seed(seed)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         m, w = self.model, self.w
         state = m.encoder(*(batch[n] for n in ENCODER_INPUTS))
-        frames, aff_logits, rolled = m.rollout_net.decode(*state, batch["actions"])
-        target = batch["future"]
-        b, k = target.shape[:2]
-        with torch.no_grad():
-            fut = [batch[f"future_{n}"].flatten(0, 1) for n in ENCODER_INPUTS]
-            target_latent = m.encoder(*fut)[0].reshape(b, k, -1)
+        k = batch["actions"].shape[1]
+        # Frames are decoded for a random subset of the K steps (always including the last, the hardest):
+        # the dynamics still unroll all K, and every step gets trained over the batches.
+        n_dec = min(self.frame_steps, k) if self.frame_steps > 0 else k
+        steps = sorted({k - 1, *torch.randperm(k - 1, generator=self.gen)[: n_dec - 1].tolist()})
+        latent, skip1, skip2, skip3, last = state
+        frames, aff_logits, rolled = m.rollout_net.decode(
+            latent, skip1, skip2, skip3, last, batch["actions"], frame_steps=steps
+        )
+        target = batch["future"][:, steps]
+        b = target.shape[0]
+        with torch.no_grad():  # consistency targets for the decoded steps only (saves encoder passes)
+            fut = [batch[f"future_{n}"][:, steps].flatten(0, 1) for n in ENCODER_INPUTS]
+            target_latent = m.encoder(*fut)[0].reshape(b, len(steps), -1)
         parts = {
             "frame": frame_loss(frames, target, batch["image"], w),
             "affordance": affordance_loss(aff_logits, batch["affordance"], batch["aff_valid"], w),
-            "latent": latent_loss(rolled, target_latent),
+            "latent": latent_loss(rolled[:, steps], target_latent),
         }
         total = w.frame * parts["frame"] + w.affordance * parts["affordance"] + w.latent * parts["latent"]
         return total, parts
@@ -195,7 +207,7 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         model = WorldModel(cfg)
     model.to(device).train()
     ds = WindowDataset(train_eps, cfg)
-    step_mod: nn.Module = TrainStep(model, a.weights)
+    step_mod: nn.Module = TrainStep(model, a.weights, a.frame_steps, a.seed + 1000 * start_step + rank)
     if world > 1:
         step_mod = nn.parallel.DistributedDataParallel(
             step_mod, device_ids=[local_rank] if device.type == "cuda" else None
@@ -203,7 +215,9 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay, betas=(0.9, 0.99))
     if resumed and (out / "optimizer.safetensors").is_file():
         _load_optimizer(opt, out / "optimizer.safetensors")
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=a.seed, drop_last=True)
+    sampler: DistributedSampler = DistributedSampler(
+        ds, num_replicas=world, rank=rank, shuffle=True, seed=a.seed, drop_last=True
+    )
     batches = _batches(ds, sampler, a.batch, start_step)
     command = " ".join(shlex.quote(x) for x in sys.argv)
     if is_main:
@@ -246,7 +260,8 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         for n, v in {"loss": loss, **parts}.items():
-            running[n] = 0.98 * running.get(n, float(v)) + 0.02 * float(v)
+            fv = float(v.detach())
+            running[n] = 0.98 * running.get(n, fv) + 0.02 * fv
         if bar is not None:
             bar.update(1)
             bar.set_postfix({n: f"{v:.4f}" for n, v in running.items()}, refresh=False)
@@ -265,14 +280,16 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
                 if val:
                     msg += (
                         f", val moving PSNR model {val['psnr_moving_mean']['model']:.2f} dB vs copy-last "
-                        f"{val['psnr_moving_mean']['copy_last']:.2f} dB, contact AUROC {val.get('contact_auroc')}"
+                        f"{val['psnr_moving_mean']['copy_last']:.2f} dB, "
+                        f"contact AUROC {val.get('contact_auroc')}"
                     )
                 (bar.write if bar is not None else log.info)(msg)
                 score = val["psnr_moving_gain_vs_copy_last"] if val else -math.inf
                 checkpoint(done, val, elapsed0 + time.time() - t0)
                 if val and score > best:
                     best = score
-                    save_checkpoint(model, cfg, out / "best", {"command": command, "step": done, "val_metrics": val})
+                    meta = {"command": command, "step": done, "val_metrics": val}
+                    save_checkpoint(model, cfg, out / "best", meta)
                     state = json.loads((out / "train_state.json").read_text())
                     state["best"] = best
                     (out / "train_state.json").write_text(json.dumps(state, indent=1) + "\n")

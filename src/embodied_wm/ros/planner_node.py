@@ -1,0 +1,294 @@
+"""planner_node: an example model-predictive controller over perception_node's ~/predict_rollout.
+
+Each control step (one per PredictedFrames message, i.e. at the camera rate) it samples candidate
+end-effector velocity sequences, asks the world model to score them (``embodied_wm/srv/PredictRollout``),
+and publishes the first action of the best sequence on ``action_topic`` (geometry_msgs/TwistStamped).
+
+* ``method: cem`` (default): the cross-entropy method. ``iterations`` rounds per step, each refitting a
+  diagonal Gaussian over the K x |active_dims| sequence to the best ``elite_fraction`` of the candidates;
+  the mean is shifted one step forward to warm-start the next control step (receding horizon).
+* ``method: random``: random shooting, one round of uniform samples.
+
+Candidates vary only ``active_dims`` (default vx, vy: a planar push); the other dimensions stay 0, and
+every linear component is clipped to +-``max_speed``. While a query is in flight the controller keeps
+executing the previous plan, step by step, so commands keep coming at the camera rate.
+
+Scoring happens in the perception node (see ``perception_node.score_rollout``): the goal image
+(``goal_image`` file or the latest message on ``goal_topic``) enters as -MSE of the last predicted frame,
+weighted by ``goal_weight``; the predicted ``contact`` affordance by ``contact_weight``. The model horizon
+K and step dt are read from the PredictedFrames messages, so the planner always asks with the right K.
+
+Run: ``planner_node --ros-args --params-file config/planner.yaml -p goal_image:=goal.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import TwistStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from embodied_wm.msg import PredictedFrames
+from embodied_wm.observation import ACTION_DIM
+from embodied_wm.ros import conversions as conv
+from embodied_wm.ros import params as P
+from embodied_wm.ros.qos import output_qos
+
+# Which action dimensions are linear velocities (clipped to max_speed); angular ones get max_speed rad/s
+# scaled by this factor so one parameter bounds both sensibly for a tabletop pusher.
+ANGULAR_SPEED_FACTOR = 10.0
+
+
+def load_goal_image(path: str | Path) -> np.ndarray:
+    """An image file -> H x W x 3 uint8 RGB."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"cannot read goal image {path}")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+class CemSampler:
+    """Sampling state of the planner (pure numpy; unit-testable without ROS)."""
+
+    def __init__(
+        self,
+        horizon: int,
+        active_dims: Sequence[int],
+        max_speed: float,
+        init_std: float,
+        elite_fraction: float,
+        seed: int = 0,
+        action_dim: int = ACTION_DIM,
+    ) -> None:
+        self.horizon = int(horizon)
+        self.active = list(active_dims)
+        self.action_dim = action_dim
+        bounds = np.array([max_speed if d < 3 else max_speed * ANGULAR_SPEED_FACTOR for d in self.active])
+        self.bounds = bounds.astype(np.float32)
+        self.init_std = float(init_std)
+        self.elite_fraction = float(elite_fraction)
+        self.rng = np.random.default_rng(seed)
+        self.mean = np.zeros((self.horizon, len(self.active)), np.float32)
+        self.std = np.full_like(self.mean, 1.0) * self.bounds * self.init_std
+
+    def sample(self, n: int, uniform: bool = False) -> np.ndarray:
+        """n x K x |active| samples, clipped to the bounds. The first is the current mean (so a good plan
+        is never lost to sampling noise)."""
+        shape = (n, self.horizon, len(self.active))
+        if uniform:
+            s = self.rng.uniform(-1.0, 1.0, shape).astype(np.float32) * self.bounds
+        else:
+            s = (self.mean + self.rng.standard_normal(shape).astype(np.float32) * self.std).astype(np.float32)
+            s[0] = self.mean
+        return np.clip(s, -self.bounds, self.bounds)
+
+    def full(self, samples: np.ndarray) -> np.ndarray:
+        """n x K x |active| -> n x K x action_dim (inactive dimensions 0)."""
+        out = np.zeros((*samples.shape[:2], self.action_dim), np.float32)
+        out[..., self.active] = samples
+        return out
+
+    def refit(self, samples: np.ndarray, scores: np.ndarray) -> None:
+        n_elite = max(1, round(self.elite_fraction * len(scores)))
+        elite = samples[np.argsort(-scores)[:n_elite]]
+        self.mean = elite.mean(axis=0).astype(np.float32)
+        # A floor on the spread keeps CEM exploring when scores are flat (e.g. an action-blind baseline).
+        self.std = np.maximum(elite.std(axis=0), 0.05 * self.bounds).astype(np.float32)
+
+    def shift(self) -> None:
+        """Receding horizon: drop the executed step, repeat the last one, reset the spread."""
+        self.mean = np.concatenate([self.mean[1:], self.mean[-1:]], axis=0)
+        self.std = np.full_like(self.mean, 1.0) * self.bounds * self.init_std
+
+
+class PlannerNode(Node):
+    def __init__(self, node_name: str = "planner_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._specs = P.spec_table(P.PLANNER_PARAMS)
+        self.add_on_set_parameters_callback(P.make_set_callback(self._specs))
+        P.declare_all(self, P.PLANNER_PARAMS)
+        self.cfg = P.read_all(self, P.PLANNER_PARAMS)
+        from embodied_wm.srv import PredictRollout
+
+        self._srv_type = PredictRollout
+        self._client = self.create_client(PredictRollout, self.cfg["service"])
+        self._cmd_pub = self.create_publisher(TwistStamped, self.cfg["action_topic"], output_qos(10))
+        self.create_subscription(
+            PredictedFrames, self.cfg["predictions_topic"], self._on_prediction, output_qos(5)
+        )
+        self._goal: Image | None = None
+        if self.cfg["goal_image"]:
+            rgb = load_goal_image(self.cfg["goal_image"])
+            self._goal = conv.rgb_to_image_msg(rgb, 0, "")
+            self.get_logger().info(f"goal image {self.cfg['goal_image']} ({rgb.shape[1]}x{rgb.shape[0]})")
+        if self.cfg["goal_topic"]:
+            self.create_subscription(Image, self.cfg["goal_topic"], self._on_goal, output_qos(1))
+        self._sampler: CemSampler | None = None
+        self._plan: np.ndarray | None = None  # K x action_dim, the best sequence of the last query
+        self._plan_step = 0
+        self._in_flight = False
+        self._iteration = 0
+        self._samples: np.ndarray | None = None
+        self._steps = 0
+        self._stamp_ns = 0
+        self._log = open(self.cfg["log_path"], "a") if self.cfg["log_path"] else None
+        self._last_message = ""
+        self._future: Any = None
+        self.done = False
+
+    # ------------------------------------------------------------------------------------ inputs
+    def _on_goal(self, msg: Image) -> None:
+        self._goal = msg
+
+    def _on_prediction(self, msg: PredictedFrames) -> None:
+        if self.done:
+            return
+        k = len(msg.offsets)
+        if k == 0:
+            return
+        if self._sampler is None or self._sampler.horizon != k:
+            c = self.cfg
+            self._sampler = CemSampler(
+                k, c["active_dims"], c["max_speed"], c["init_std"], c["elite_fraction"], int(c["seed"])
+            )
+            self._plan = None
+            self.get_logger().info(f"model horizon {k}; planning over dims {c['active_dims']}")
+        self._stamp_ns = conv.time_to_ns(msg.header.stamp)
+        self._execute_step()
+        if not self._in_flight and self._client.service_is_ready():
+            self._iteration = 0
+            self._query()
+
+    # ---------------------------------------------------------------------------------- planning
+    def _query(self) -> None:
+        assert self._sampler is not None
+        c = self.cfg
+        uniform = c["method"] == "random"
+        self._samples = self._sampler.sample(int(c["num_candidates"]), uniform=uniform)
+        full = self._sampler.full(self._samples)
+        req = self._srv_type.Request()
+        req.num_candidates, req.horizon, req.action_dim = full.shape[0], full.shape[1], full.shape[2]
+        req.actions = full.reshape(-1).tolist()
+        if self._goal is not None:
+            req.goal = self._goal
+        req.score_channels = ["goal", "contact"]
+        req.score_weights = [float(c["goal_weight"]), float(c["contact_weight"])]
+        req.return_predictions = False
+        self._in_flight = True
+        self._future = self._client.call_async(req)
+        self._future.add_done_callback(self._on_response)
+
+    def _on_response(self, future: Any) -> None:
+        self._in_flight = False
+        try:
+            resp = future.result()
+        except Exception as exc:  # a vanished service: try again next step
+            self.get_logger().warning(f"predict_rollout failed: {exc}", throttle_duration_sec=5.0)
+            return
+        if not resp.success:
+            self.get_logger().warning(f"predict_rollout rejected: {resp.message}", throttle_duration_sec=5.0)
+            return
+        if resp.message != self._last_message and "ignored" in resp.message:
+            self.get_logger().info(resp.message)
+        self._last_message = resp.message
+        assert self._sampler is not None and self._samples is not None
+        scores = np.asarray(resp.scores, np.float32)
+        self._iteration += 1
+        if self.cfg["method"] == "cem":
+            self._sampler.refit(self._samples, scores)
+            if self._iteration < int(self.cfg["iterations"]):
+                self._query()
+                return
+        best = self._samples[int(resp.best_index)]
+        self._plan = self._sampler.full(best[None])[0]
+        self._plan_step = 0
+        if self._log is not None:
+            self._log.write(
+                json.dumps(
+                    {
+                        "step": self._steps,
+                        "stamp_ns": self._stamp_ns,
+                        "best_score": float(scores.max()),
+                        "score_spread": float(scores.max() - scores.min()),
+                        "first_action": self._plan[0].round(5).tolist(),
+                        "model_id": resp.model_id,
+                    }
+                )
+                + "\n"
+            )
+            self._log.flush()
+        self._sampler.shift()
+
+    def _execute_step(self) -> None:
+        """Publish the next action of the current plan (zero twist until there is a plan)."""
+        action = np.zeros(ACTION_DIM, np.float32)
+        if self._plan is not None and self._plan_step < len(self._plan):
+            action = self._plan[self._plan_step]
+            self._plan_step += 1
+        self.publish_twist(action)
+        self._steps += 1
+        max_steps = int(self.cfg["max_steps"])
+        if max_steps and self._steps >= max_steps:
+            self.publish_twist(np.zeros(ACTION_DIM, np.float32))
+            self.done = True
+            self.get_logger().info(f"max_steps {max_steps} reached; stopped")
+
+    def publish_twist(self, action: np.ndarray) -> None:
+        msg = TwistStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.cfg["command_frame"]
+        a = [float(x) for x in action]
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = a[0], a[1], a[2]
+        msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = a[3], a[4], a[5]
+        self._cmd_pub.publish(msg)
+
+    def close(self) -> None:
+        if self._future is not None and not self._future.done():
+            # A query still in flight at shutdown: cancel it so rclpy does not report it as unretrieved.
+            self._future.cancel()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv if argv is None else ["planner_node", *argv])
+    rclpy.init(args=args)
+    node: PlannerNode | None = None
+    try:
+        node = PlannerNode()
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.2)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # bad parameters or goal file: one line, exit 1
+        if not rclpy.ok():
+            return 0  # shut down by a signal while spinning
+        print(f"planner_node: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            try:
+                # Leave the robot standing still.
+                node.publish_twist(np.zeros(ACTION_DIM, np.float32))
+            except Exception:  # the context may already be shut down
+                pass
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

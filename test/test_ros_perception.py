@@ -1,0 +1,635 @@
+"""perception_node (and planner_node, bag_player) as real processes over Fast DDS.
+
+* a recorded bag played in stamp order gives PredictedFrames (K frames stamped ahead) and AffordanceMaps,
+  and the live predictions equal an offline Pipeline run over the same bag with the same backend;
+* lifecycle transitions through lifecycle_msgs services, and ~/predict_rollout (N candidates back,
+  bad requests rejected with a reason), plus planner_node commanding over the service;
+* a modality that stops shows up in /diagnostics while predictions continue; malformed messages are
+  counted there and do not stop the node.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import REPO, requires_ros
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow, requires_ros]
+
+NODE = "perception_node"
+T0_NS = 1_700_000_000_000_000_000
+DT_NS = 100_000_000
+INPUT_TOPICS = ["/camera/image_raw", "/audio", "/tactile", "/joint_states", "/cmd_vel_ee"]
+
+
+# ------------------------------------------------------------------------------------ fixtures
+def _record_sim_bag(out: Path) -> Path | None:
+    """A 40-frame simulated episode, or None when the simulator cannot run here."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "embodied_wm.sim.cli",
+        "record",
+        "--episodes",
+        "1",
+        "--frames",
+        "40",
+        "--seed",
+        "0",
+        "--res",
+        "64",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120, cwd=REPO)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, FileNotFoundError):
+        return None
+    bag = out / "episode_00000"
+    return bag if (bag / "metadata.yaml").is_file() else None
+
+
+def _write_synthetic_bag(out: Path, frames: int = 40) -> Path:
+    """Fallback: camera/audio/tactile/joints/twist written with rosbags, same topics as the simulator."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from embodied_wm.data.typestore import typestore
+
+    store = typestore()
+    types = {
+        "/camera/image_raw": "sensor_msgs/msg/Image",
+        "/audio": "embodied_wm/msg/AudioFrame",
+        "/tactile": "embodied_wm/msg/TactileArray",
+        "/joint_states": "sensor_msgs/msg/JointState",
+        "/cmd_vel_ee": "geometry_msgs/msg/TwistStamped",
+    }
+    bag = out / "synthetic"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {t: w.add_connection(t, ty, typestore=store) for t, ty in types.items()}
+        for i in range(frames):
+            for topic, msg in _rosbags_messages(store, i):
+                w.write(conns[topic], T0_NS + i * DT_NS, store.serialize_cdr(msg, types[topic]))
+    return bag
+
+
+def _rosbags_messages(store: Any, i: int) -> list[tuple[str, Any]]:
+    T = store.types
+    stamp_ns = T0_NS + i * DT_NS
+
+    def header(ns: int, fid: str) -> Any:
+        return T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), frame_id=fid
+        )
+
+    img = _frame(i)
+    audio = _audio_bytes(i)
+    return [
+        (
+            "/audio",
+            T["embodied_wm/msg/AudioFrame"](
+                header=header(stamp_ns - DT_NS, "mic"),
+                sample_rate=16000,
+                channels=1,
+                encoding="S16LE",
+                data=audio,
+            ),
+        ),
+        (
+            "/tactile",
+            T["embodied_wm/msg/TactileArray"](
+                header=header(stamp_ns, "tip"),
+                sensor_model="syn",
+                rows=5,
+                cols=5,
+                values=np.full(25, i % 3, np.float32),
+                unit="N",
+            ),
+        ),
+        (
+            "/joint_states",
+            T["sensor_msgs/msg/JointState"](
+                header=header(stamp_ns, ""),
+                name=["a", "b", "c"],
+                position=np.array([i, 0, 0], np.float64) * 0.01,
+                velocity=np.zeros(3),
+                effort=np.zeros(0),
+            ),
+        ),
+        (
+            "/cmd_vel_ee",
+            T["geometry_msgs/msg/TwistStamped"](
+                header=header(stamp_ns, "world"),
+                twist=T["geometry_msgs/msg/Twist"](
+                    linear=T["geometry_msgs/msg/Vector3"](x=0.05, y=0.0, z=0.0),
+                    angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                ),
+            ),
+        ),
+        (
+            "/camera/image_raw",
+            T["sensor_msgs/msg/Image"](
+                header=header(stamp_ns, "camera_optical_frame"),
+                height=64,
+                width=64,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=192,
+                data=img.reshape(-1),
+            ),
+        ),
+    ]
+
+
+def _frame(i: int) -> np.ndarray:
+    """64x64 RGB: gradient background and a square moving 2 px per frame (motion for the baselines)."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    img = np.stack([xx * 3, yy * 3, np.full_like(xx, 60)], axis=-1).astype(np.uint8)
+    x = 4 + (2 * i) % 48
+    img[24:36, x : x + 12] = (250, 40, 40)
+    return img
+
+
+def _audio_bytes(i: int) -> np.ndarray:
+    t = np.arange(1600) / 16000.0
+    s = (0.2 * np.sin(2 * np.pi * (200 + 10 * i) * t) * 32767).astype("<i2")
+    return np.frombuffer(s.tobytes(), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ros_bags")
+    return _record_sim_bag(root / "sim") or _write_synthetic_bag(root)
+
+
+class Probe:
+    """The test's own rclpy node, in its own context, spun in a background thread."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node(name, context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.lock = threading.Lock()
+        self.msgs: dict[str, list[Any]] = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._stop = False
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop:
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # context shut down at teardown
+                return
+
+    def collect(self, msg_type: Any, topic: str, key: str | None = None, depth: int = 200) -> None:
+        from embodied_wm.ros.qos import make_qos
+
+        key = key or topic
+        self.msgs.setdefault(key, [])
+
+        def _cb(m: Any) -> None:
+            with self.lock:
+                self.msgs[key].append(m)
+
+        self.node.create_subscription(msg_type, topic, _cb, make_qos("reliable", depth))
+
+    def get(self, key: str) -> list[Any]:
+        with self.lock:
+            return list(self.msgs.get(key, []))
+
+    def wait_for(self, cond: Callable[[], bool], timeout: float, what: str = "") -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+            fut = client.call_async(request)
+            end = time.monotonic() + timeout
+            while not fut.done() and time.monotonic() < end:
+                time.sleep(0.02)
+            assert fut.done(), f"service {name} did not answer in {timeout} s"
+            return fut.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
+@pytest.fixture()
+def probe(request: pytest.FixtureRequest) -> Iterator[Probe]:
+    p = Probe("test_probe_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:40])
+    yield p
+    p.close()
+
+
+class SyntheticRobot:
+    """Publishes camera, audio, tactile, joints and twist from the test process (data time T0 + i*dt)."""
+
+    def __init__(self, node: Any) -> None:
+        from embodied_wm.msg import AudioFrame, TactileArray
+        from geometry_msgs.msg import TwistStamped
+        from sensor_msgs.msg import Image, JointState
+
+        from embodied_wm.ros.qos import make_qos
+
+        q = make_qos("reliable", 50)
+        self.pubs = {
+            "camera": node.create_publisher(Image, "/camera/image_raw", q),
+            "audio": node.create_publisher(AudioFrame, "/audio", q),
+            "tactile": node.create_publisher(TactileArray, "/tactile", q),
+            "joints": node.create_publisher(JointState, "/joint_states", q),
+            "twist": node.create_publisher(TwistStamped, "/cmd_vel_ee", q),
+        }
+
+    def wait_matched(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if all(p.get_subscription_count() > 0 for p in self.pubs.values()):
+                return
+            time.sleep(0.05)
+        raise AssertionError("perception_node did not subscribe to all inputs")
+
+    def publish(self, i: int, audio: bool = True, bad_image: bool = False, nan_tactile: bool = False) -> None:
+        from embodied_wm.msg import AudioFrame, TactileArray
+        from geometry_msgs.msg import TwistStamped
+        from sensor_msgs.msg import JointState
+
+        from embodied_wm.ros.conversions import ns_to_time, rgb_to_image_msg
+
+        ns = T0_NS + i * DT_NS
+        if audio:
+            a = AudioFrame(sample_rate=16000, channels=1, encoding="S16LE")
+            a.header.stamp = ns_to_time(ns - DT_NS)
+            a.data = _audio_bytes(i).tobytes()
+            self.pubs["audio"].publish(a)
+        t = TactileArray(sensor_model="syn", rows=5, cols=5, unit="N")
+        t.header.stamp = ns_to_time(ns)
+        vals = np.full(25, 0.5, np.float32)
+        if nan_tactile:
+            vals[3] = np.nan
+        t.values = vals.tolist()
+        self.pubs["tactile"].publish(t)
+        j = JointState(name=["a", "b", "c"], position=[0.01 * i, 0.0, 0.0], velocity=[0.0, 0.0, 0.0])
+        j.header.stamp = ns_to_time(ns)
+        self.pubs["joints"].publish(j)
+        tw = TwistStamped()
+        tw.header.stamp, tw.header.frame_id = ns_to_time(ns), "world"
+        tw.twist.linear.x = 0.05
+        self.pubs["twist"].publish(tw)
+        img = rgb_to_image_msg(_frame(i), ns, "camera_optical_frame")
+        if bad_image:
+            img.data = img.data[:-100]  # shorter than step * height
+        self.pubs["camera"].publish(img)
+
+
+def _node_cmd(*params: str, params_file: bool = False) -> list[str]:
+    cmd = ["python", "-m", "embodied_wm.ros.perception_node", "--ros-args"]
+    if params_file:
+        cmd += ["--params-file", str(REPO / "config" / "perception.yaml")]
+    for p in params:
+        cmd += ["-p", p]
+    return cmd
+
+
+def _alive(proc: subprocess.Popen) -> None:
+    assert proc.poll() is None, f"process exited with {proc.returncode} (see out/test-logs)"
+
+
+def _diag_values(arr: Any, suffix: str) -> dict[str, str]:
+    from embodied_wm.ros.diagnostics import status_values
+
+    return status_values(arr, suffix)
+
+
+# --------------------------------------------------------------------------------------- tests
+def _model_dir() -> Path | None:
+    """The shipped model (models/tiny) or EWM_TEST_MODEL_DIR; None when neither has files."""
+    import os
+
+    from embodied_wm.ros.perception_node import default_model_dir, model_dir_present
+
+    env = os.environ.get("EWM_TEST_MODEL_DIR")
+    if env:
+        return Path(env) if model_dir_present(Path(env)) else None
+    return default_model_dir()
+
+
+@pytest.mark.parametrize("backend", ["linear", "model"])
+def test_bag_replay_predictions_match_offline_pipeline(
+    spawn: Callable, probe: Probe, bag: Path, backend: str
+) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from embodied_wm.msg import AffordanceMap, PredictedFrames
+
+    from embodied_wm.data.bag import iter_bag_messages
+    from embodied_wm.pipeline import Pipeline, kind_for_msgtype
+    from embodied_wm.ros.conversions import (
+        affordance_msg_to_numpy,
+        duration_to_ns,
+        frames_msg_to_numpy,
+        time_to_ns,
+    )
+    from embodied_wm.runtime.select import create_backend
+
+    if backend == "model":
+        mdir = _model_dir()
+        if mdir is None:
+            pytest.skip("no model: models/tiny is empty and EWM_TEST_MODEL_DIR is not set")
+        node_params = ["backend:=auto", f"model:={mdir}"]
+        offline_backend = create_backend("auto", model_dir=mdir)
+    else:
+        node_params = ["backend:=linear"]
+        offline_backend = create_backend("linear")
+    reliable = [
+        f"qos.{i}.reliability:=reliable" for i in ("camera", "audio", "tactile", "joint_states", "action")
+    ]
+    node = spawn(_node_cmd(*node_params, "use_sim_time:=true", *reliable, params_file=True), "perception")
+    probe.collect(PredictedFrames, f"/{NODE}/predicted_frames", "frames")
+    probe.collect(AffordanceMap, f"/{NODE}/affordance", "aff")
+    probe.collect(DiagnosticArray, "/diagnostics", "diag", depth=20)
+    probe.wait_for(
+        lambda: probe.node.count_publishers(f"/{NODE}/predicted_frames") > 0, 60, "perception_node"
+    )
+    # A best-effort publisher can never feed the node's reliable joint_states subscription: the node must
+    # say so in /diagnostics (otherwise it looks like a silent sensor).
+    from sensor_msgs.msg import JointState
+
+    from embodied_wm.ros.qos import make_qos
+
+    probe.node.create_publisher(JointState, "/joint_states", make_qos("best_effort", 1))
+    player = spawn(
+        [
+            "python",
+            "-m",
+            "embodied_wm.ros.bag_player",
+            str(bag),
+            "--clock",
+            "--rate",
+            "2.0",
+            "--wait-for",
+            *INPUT_TOPICS,
+            "--delay",
+            "0.3",
+        ],
+        "bag_player",
+    )
+    assert player.wait(timeout=90) == 0
+    n_cam = sum(1 for _ in iter_bag_messages(bag, ["/camera/image_raw"]))
+    probe.wait_for(lambda: len(probe.get("frames")) >= n_cam - 2, 20, "predictions")
+    time.sleep(0.5)
+    _alive(node)
+
+    frames_msgs = {time_to_ns(m.header.stamp): m for m in probe.get("frames")}
+    aff_msgs = {time_to_ns(m.header.stamp): m for m in probe.get("aff")}
+    assert len(frames_msgs) >= n_cam - 2
+    assert set(aff_msgs) == set(frames_msgs)
+    live: dict[int, np.ndarray] = {}
+    for stamp, m in frames_msgs.items():
+        assert m.header.frame_id == "camera_optical_frame" and m.model_id == offline_backend.model_id
+        k = len(m.frames)
+        assert k == offline_backend.horizon
+        assert [duration_to_ns(o) for o in m.offsets] == [(i + 1) * offline_backend.dt_ns for i in range(k)]
+        stamps, arr = frames_msg_to_numpy(m)
+        assert [time_to_ns(f.header.stamp) for f in m.frames] == stamps.tolist()
+        assert (stamps > stamp).all()
+        live[stamp] = arr
+        channels, aff = affordance_msg_to_numpy(aff_msgs[stamp])
+        assert channels == list(offline_backend.affordance_channels)
+        assert aff.shape == (len(channels), *offline_backend.image_size)
+
+    # Offline: the same bag through one Pipeline with the same backend, predicting the observations the
+    # node predicted (so a frame the node skipped as stale is skipped here too).
+    pipeline = Pipeline(offline_backend)
+    offline: dict[int, np.ndarray] = {}
+    for bm in iter_bag_messages(bag, INPUT_TOPICS):
+        kind = kind_for_msgtype(bm.msgtype)
+        assert kind is not None
+        for obs in pipeline.feed(kind, bm.msg, receive_stamp_ns=bm.stamp_ns):
+            if obs.stamp_ns in live:
+                offline[obs.stamp_ns] = pipeline.predict(obs).frames
+    assert set(offline) == set(live)
+    worst = max(int(np.abs(live[s].astype(int) - offline[s].astype(int)).max()) for s in live)
+    assert worst <= 1, f"live and offline predictions differ by {worst} grey levels"
+
+    # Diagnostics from the same run: inputs seen, nothing invalid, latency reported.
+    probe.wait_for(
+        lambda: any(s.name.endswith(": inference") for a in probe.get("diag") for s in a.status),
+        10,
+        "diagnostics",
+    )
+    last = [a for a in probe.get("diag") if any(s.name.startswith(NODE) for s in a.status)][-1]
+    inf = _diag_values(last, ": inference")
+    assert inf["backend"] == offline_backend.name and int(inf["predictions"]) >= len(live)
+    assert "latency_ms/predict/p50" in inf
+    assert _diag_values(last, ": messages").get("received/image") == str(n_cam)
+    inputs = _diag_values(last, ": inputs")
+    assert "RELIABILITY" in inputs.get("joint_states/qos_incompatible", ""), inputs
+
+
+def test_lifecycle_services_and_predict_rollout(spawn: Callable, probe: Probe, tmp_path: Path) -> None:
+    from embodied_wm.msg import PredictedFrames
+    from embodied_wm.srv import PredictRollout
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from sensor_msgs.msg import Image
+
+    from embodied_wm.ros.conversions import rgb_to_image_msg
+
+    node = spawn(_node_cmd("autostart:=false", "backend:=linear", "diagnostics.period_s:=0.5"), "perception")
+
+    def state() -> int:
+        return int(probe.call(GetState, f"/{NODE}/get_state", GetState.Request()).current_state.id)
+
+    def change(tid: int) -> bool:
+        req = ChangeState.Request()
+        req.transition.id = tid
+        return bool(probe.call(ChangeState, f"/{NODE}/change_state", req).success)
+
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert not change(Transition.TRANSITION_ACTIVATE)  # not allowed from unconfigured
+    assert change(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
+
+    def rollout_request(n: int, k: int = 8, a: int = 6, goal: bool = False, preds: bool = False) -> Any:
+        req = PredictRollout.Request(num_candidates=n, horizon=k, action_dim=a, return_predictions=preds)
+        req.actions = np.random.default_rng(0).uniform(-0.05, 0.05, n * k * a).astype(np.float32).tolist()
+        if goal:
+            req.goal = rgb_to_image_msg(_frame(30), 0, "")
+        return req
+
+    inactive = probe.call(PredictRollout, f"/{NODE}/predict_rollout", rollout_request(2))
+    assert not inactive.success and "inactive" in inactive.message
+
+    assert change(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
+    probe.collect(PredictedFrames, f"/{NODE}/predicted_frames", "frames")
+    probe.collect(Image, f"/{NODE}/preview/frames", "preview")
+    robot = SyntheticRobot(probe.node)
+    robot.wait_matched()
+    probe.wait_for(lambda: probe.node.count_publishers(f"/{NODE}/predicted_frames") > 0, 10, "publisher")
+    for i in range(12):
+        robot.publish(i)
+        time.sleep(0.03)
+    probe.wait_for(lambda: len(probe.get("frames")) >= 5, 20, "predictions after activate")
+    probe.wait_for(lambda: len(probe.get("preview")) >= 1, 10, "preview image")
+    pv = probe.get("preview")[-1]
+    assert pv.encoding == "rgb8" and pv.height == 2 * 64 and pv.width > pv.height
+
+    # The planner interface: N candidates in, N scores (and N x K frames) out.
+    ok = probe.call(PredictRollout, f"/{NODE}/predict_rollout", rollout_request(5, goal=True, preds=True))
+    assert ok.success, ok.message
+    assert len(ok.scores) == 5 and 0 <= ok.best_index < 5 and ok.best_index == int(np.argmax(ok.scores))
+    assert len(ok.predictions) == 5 and all(len(p.frames) == 8 for p in ok.predictions)
+    assert len(ok.affordances) == 5 and ok.model_id == "linear"
+    cheap = probe.call(PredictRollout, f"/{NODE}/predict_rollout", rollout_request(3))
+    assert cheap.success and len(cheap.scores) == 3 and not cheap.predictions
+    bad = rollout_request(3)
+    bad.actions = bad.actions[:-1]
+    r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", bad)
+    assert not r.success and "len(actions)" in r.message
+    r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", rollout_request(2, k=5))
+    assert not r.success and "horizon" in r.message
+    r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", rollout_request(2, a=3))
+    assert not r.success and "action_dim" in r.message
+
+    # Parameters are validated when set at run time too (ros2 param set goes through this service).
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    req = SetParameters.Request(
+        parameters=[
+            Parameter("rate_hz", value=-1.0).to_parameter_msg(),
+            Parameter("backend", value="x").to_parameter_msg(),
+        ]
+    )
+    res = probe.call(SetParameters, f"/{NODE}/set_parameters", req).results
+    assert not res[0].successful and "rate_hz must be >= 0" in res[0].reason
+    assert not res[1].successful and "backend must be one of" in res[1].reason
+    req = SetParameters.Request(parameters=[Parameter("rate_hz", value=5.0).to_parameter_msg()])
+    assert probe.call(SetParameters, f"/{NODE}/set_parameters", req).results[0].successful
+
+    # Deactivate: no more predictions, whatever arrives.
+    assert change(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
+    time.sleep(0.3)
+    n_before = len(probe.get("frames"))
+    for i in range(12, 20):
+        robot.publish(i)
+        time.sleep(0.03)
+    time.sleep(1.0)
+    assert len(probe.get("frames")) == n_before
+    assert change(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
+    # And back again: configure + activate after cleanup works.
+    assert change(Transition.TRANSITION_CONFIGURE) and change(Transition.TRANSITION_ACTIVATE)
+    _alive(node)
+
+
+def test_missing_modality_and_malformed_messages_with_planner(
+    spawn: Callable, probe: Probe, tmp_path: Path
+) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from embodied_wm.msg import PredictedFrames
+    from geometry_msgs.msg import TwistStamped
+
+    from embodied_wm.ros.conversions import time_to_ns
+
+    node = spawn(
+        _node_cmd(
+            "autostart:=true",
+            "backend:=linear",
+            "diagnostics.period_s:=0.3",
+            "diagnostics.missing_after_s:=0.5",
+        ),
+        "perception",
+    )
+    plan_log = tmp_path / "planner.jsonl"
+    planner = spawn(
+        [
+            "python",
+            "-m",
+            "embodied_wm.ros.planner_node",
+            "--ros-args",
+            "--params-file",
+            str(REPO / "config" / "planner.yaml"),
+            "-p",
+            "action_topic:=/planner/cmd",
+            "-p",
+            "num_candidates:=8",
+            "-p",
+            f"log_path:={plan_log}",
+            "-p",
+            "goal_topic:=''",
+        ],
+        "planner",
+    )
+    probe.collect(PredictedFrames, f"/{NODE}/predicted_frames", "frames")
+    probe.collect(DiagnosticArray, "/diagnostics", "diag", depth=50)
+    probe.collect(TwistStamped, "/planner/cmd", "cmd")
+    robot = SyntheticRobot(probe.node)
+    robot.wait_matched(60)
+    # planner_node subscribes to the predictions too: wait for it so it sees the stream from the start.
+    probe.wait_for(lambda: probe.node.count_subscribers(f"/{NODE}/predicted_frames") >= 2, 60, "planner")
+
+    for i in range(15):
+        robot.publish(i)
+        time.sleep(0.04)
+    probe.wait_for(lambda: len(probe.get("frames")) >= 10, 20, "predictions with all inputs")
+    # Audio stops; one malformed image and one NaN tactile array arrive in between.
+    for i in range(15, 45):
+        robot.publish(i, audio=False, bad_image=(i == 20), nan_tactile=(i == 22))
+        time.sleep(0.04)
+    last_stamp = T0_NS + 44 * DT_NS
+    probe.wait_for(
+        lambda: any(time_to_ns(m.header.stamp) >= last_stamp - 5 * DT_NS for m in probe.get("frames")),
+        20,
+        "predictions after audio stopped",
+    )
+    time.sleep(1.0)
+    _alive(node)
+    _alive(planner)
+
+    arrays = [a for a in probe.get("diag") if any(s.name.startswith(NODE) for s in a.status)]
+    inputs = _diag_values(arrays[-1], ": inputs")
+    assert "audio" in inputs["missing_modalities"] or "audio" in inputs["silent_inputs"], inputs
+    assert "audio" in inputs["silent_inputs"]
+    msgs = _diag_values(arrays[-1], ": messages")
+    bad_keys = {k for k in msgs if k.startswith("invalid/")}
+    assert any(k.startswith("invalid/image:") for k in bad_keys), msgs
+    assert "invalid/tactile:non_finite" in bad_keys, msgs
+    # The broken frame was skipped and predictions went on after it. (Some frames may be dropped as
+    # stale while the planner's rollouts hold the backend: diagnostics count those.)
+    stamps = {time_to_ns(m.header.stamp) for m in probe.get("frames")}
+    assert T0_NS + 20 * DT_NS not in stamps
+    assert len([s for s in stamps if s > T0_NS + 22 * DT_NS]) >= 10
+    inf = _diag_values(arrays[-1], ": inference")
+    assert int(inf["predictions"]) + int(inf["dropped/stale"]) >= 40
+
+    # planner_node: commands within bounds, one log line per completed query, all against the model.
+    cmds = probe.get("cmd")
+    assert len(cmds) >= 5
+    speeds = np.array([[c.twist.linear.x, c.twist.linear.y, c.twist.linear.z] for c in cmds])
+    assert np.abs(speeds).max() <= 0.05 + 1e-6 and not speeds[:, 2].any()
+    lines = plan_log.read_text().splitlines()
+    assert lines and '"model_id": "linear"' in lines[-1]
