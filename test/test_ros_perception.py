@@ -217,7 +217,19 @@ class Probe:
             if cond():
                 return
             time.sleep(0.05)
+        self.dump()
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def dump(self) -> None:
+        from embodied_wm.ros.conversions import time_to_ns
+        with self.lock:
+            for k, v in self.msgs.items():
+                st = [((time_to_ns(m.header.stamp) - T0_NS) / 1e9) if hasattr(m, "header") else None for m in v]
+                print("DUMP", k, len(v), st[:80] if k != "diag" else "")
+                if k == "diag":
+                    for a in v[-1:]:
+                        for s_ in a.status:
+                            print("DIAG", s_.name, [(kv.key, kv.value) for kv in s_.values])
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
         client = self.node.create_client(srv_type, name)

@@ -560,6 +560,29 @@ def last_diagnostics(diags: list[tuple[int, str, dict[str, str]]]) -> dict[str, 
     return {k: v[-1] for k, v in _node_status_values(diags).items()}
 
 
+#: Above this fraction of camera frames without a prediction, latency percentiles describe survivors only.
+DROP_WARN_FRACTION = 0.1
+
+
+def bench_notes(node: Mapping[str, Any], floor: Mapping[str, Any], diag_last: Mapping[str, str]) -> list[str]:
+    """Plain-language caveats for the JSON reader: numbers that look good for the wrong reason."""
+    notes: list[str] = []
+    drop = node.get("drop_fraction")
+    if drop is not None and drop > DROP_WARN_FRACTION:
+        cam = next((v for k, v in diag_last.items() if k.endswith("camera/rate_hz")), None)
+        stale = next((v for k, v in diag_last.items() if k.endswith("dropped/stale")), None)
+        notes.append(
+            f"{100 * drop:.0f} % of camera frames got no prediction (camera arrived at the node at "
+            f"{cam or '?'} Hz, {stale or '?'} observations replaced while inference was busy): latency "
+            "percentiles and overhead_ratio describe the frames that made it. Lost on arrival = transport "
+            "(use reliable camera QoS and the SHM profile); replaced = compute."
+        )
+    fdrop = floor.get("drop_fraction")
+    if fdrop is not None and fdrop > DROP_WARN_FRACTION:
+        notes.append(f"the pass-through floor itself lost {100 * fdrop:.0f} % of frames: machine overloaded?")
+    return notes
+
+
 def publisher_rate(prev: Mapping[str, Any], cur: Mapping[str, Any], nominal: float) -> float:
     """Camera frames/s actually published between two stats snapshots (``nominal`` if unknown)."""
     try:
@@ -690,6 +713,7 @@ def run_e2e_bench(
     if compute is not None and floor_p50 > 0:
         overhead = (node_p50 - compute) / floor_p50
     last = last_diagnostics(diags)
+    notes = bench_notes(node, floor, last)
     result: dict[str, Any] = {
         "kind": "embodied_wm.e2e_bench",
         "device": device,
@@ -731,6 +755,7 @@ def run_e2e_bench(
         },
         "cpu_percent": _cpu_percent(cpu0, cpu1, wall),
         "rss_mb": rss,
+        "notes": notes,
         "diagnostics_last": last,
         "logs": str(cfg.log_dir),
     }
@@ -778,6 +803,11 @@ def summary_line(r: Mapping[str, Any]) -> str:
         f"p99 {_fmt(n['latency_ms']['p99'])} ms at {_fmt(n['rate_hz'])}/s; "
         f"floor p50 {_fmt(f['latency_ms']['p50'])} ms; model p50 {_fmt(r['model_compute_ms_p50'])} ms; "
         f"overhead_ratio {_fmt(r['overhead_ratio'], '.2f')} (target <= {TARGET_OVERHEAD_RATIO})"
+        + (
+            f"; {100 * r['node']['drop_fraction']:.0f} % of frames without prediction"
+            if r.get("notes")
+            else ""
+        )
     )
 
 

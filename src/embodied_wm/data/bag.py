@@ -268,7 +268,7 @@ def iter_bag_messages(
                 log.warning("%s: stopped reading %s", path, report.stopped_at)
                 break
             try:
-                msg = reader.deserialize(raw, conn.msgtype)
+                msg = _deserialize(reader.deserialize, raw, conn.msgtype)
             except Exception:
                 report.undecodable += 1
                 continue
@@ -279,6 +279,20 @@ def iter_bag_messages(
         opened.close()
 
 
+def _deserialize(deserialize: Any, raw: bytes, msgtype: str) -> Any:
+    """Deserialize, tolerating Fast-CDR's padding: rclpy / `ros2 bag record` pad a message that ends in an
+    empty float64[] (e.g. JointState without effort) to 8 bytes, and rosbags accepts at most 3 trailing
+    bytes. Retrying without the 4 pad bytes recovers those messages instead of dropping them."""
+    from rosbags.serde import SerdeError
+
+    try:
+        return deserialize(raw, msgtype)
+    except SerdeError:
+        if len(raw) < 8:
+            raise
+        return deserialize(raw[:-4], msgtype)
+
+
 def _iter_damaged(
     files: list[Path], wanted: set[str] | None, report: BagReadReport, path: str | Path
 ) -> Iterator[BagMessage]:
@@ -287,7 +301,7 @@ def _iter_damaged(
         if wanted is not None and topic not in wanted:
             continue
         try:
-            msg = store.deserialize(raw, msgtype)
+            msg = _deserialize(store.deserialize, raw, msgtype)
         except Exception:
             report.undecodable += 1
             continue

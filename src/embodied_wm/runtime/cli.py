@@ -89,6 +89,18 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.e2e:
+        # End to end over DDS: sensor publisher -> perception_node -> this process, plus a pass-through floor.
+        from embodied_wm.bench_e2e import run_e2e_bench
+
+        run_e2e_bench(
+            args.model,
+            args.backend,
+            args.seconds,
+            out_path=args.out or "out/bench/e2e.json",
+            fastdds_profile=args.fastdds_profile,
+        )
+        return 0
     from embodied_wm.runtime.bench import run_bench
     from embodied_wm.runtime.select import create_backend
 
@@ -196,6 +208,14 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument("--cache-dir", help="export/engine cache root")
     p.add_argument("--max-seconds", type=float, default=60.0, help="stop a section after this long")
+    p.add_argument(
+        "--e2e",
+        action="store_true",
+        help="end-to-end over DDS: 640x480 camera + audio + tactile at 30 Hz -> perception_node, "
+        "stamp-to-prediction latency and overhead vs a pass-through node",
+    )
+    p.add_argument("--seconds", type=float, default=30.0, help="--e2e: measuring time")
+    p.add_argument("--fastdds-profile", help="--e2e: Fast DDS XML profile for all processes")
     p.set_defaults(func=cmd_bench)
 
 
