@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=install/.build-stamp
-want=$( (cat CMakeLists.txt package.xml; find msg srv launch config models worlds scripts src -type f \
+want=$( (cat CMakeLists.txt package.xml; find $(ls -d msg srv launch config models worlds scripts src 2>/dev/null) -type f \
          ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)
 if [[ -f $stamp && "$(cat $stamp)" == "$want" ]]; then
   echo "build: install/ is up to date"

@@ -205,7 +205,15 @@ class Probe:
             with self.lock:
                 self.msgs[key].append(m)
 
-        self.node.create_subscription(msg_type, topic, _cb, make_qos("reliable", depth))
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        def _lost(info: Any) -> None:
+            print("LOST", key, info.total_count, info.total_count_change, flush=True)
+
+        self.node.create_subscription(
+            msg_type, topic, _cb, make_qos("reliable", depth),
+            event_callbacks=SubscriptionEventCallbacks(message_lost=_lost),
+        )
 
     def get(self, key: str) -> list[Any]:
         with self.lock:

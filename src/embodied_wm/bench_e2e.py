@@ -621,7 +621,7 @@ def _cpu_percent(
 # ------------------------------------------------------------------------------------------- bench
 def run_e2e_bench(
     model_dir: str | os.PathLike[str] | None,
-    backend: str,
+    backend: str | None,
     seconds: float,
     rate_hz: float = 30.0,
     width: int = 640,
@@ -640,7 +640,8 @@ def run_e2e_bench(
 
     Args:
       model_dir: model directory for perception_node's ``model`` parameter (None/"" for baselines).
-      backend: perception_node ``backend`` parameter ("linear", "copy_last", "onnxruntime", "pytorch", ...).
+      backend: perception_node ``backend`` parameter ("auto", "onnxruntime", "pytorch", "linear", ...);
+        None = "auto" with a model directory, else "linear".
       seconds: measurement window, after ``warmup_s`` of discarded warm-up.
       rate_hz, width, height: synthetic camera (rgb8) and tick rate of every stream.
       out_path: JSON file to write (parent folders are created; process logs go to ``<out>.logs/``).
@@ -657,6 +658,7 @@ def run_e2e_bench(
     stages_ms (per-stage medians from /diagnostics), model_compute_ms_p50, overhead_ratio, targets,
     device, backend, settings, cpu_percent, rss_mb. Raises BenchError when the setup cannot run.
     """
+    backend = default_backend(str(model_dir) if model_dir else None, backend)
     if seconds <= 0:
         raise BenchError(f"seconds must be > 0, got {seconds}")
     out = Path(out_path)
@@ -754,6 +756,8 @@ def run_e2e_bench(
             "p99_ok": bool(node_p99 <= TARGET_P99_MS),
         },
         "cpu_percent": _cpu_percent(cpu0, cpu1, wall),
+        # Other users of a shared machine show up here; compare runs only at similar load.
+        "load_avg_at_end": list(os.getloadavg()),
         "rss_mb": rss,
         "notes": notes,
         "diagnostics_last": last,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -143,7 +144,9 @@ def plot(result: Mapping[str, Any], path: Path) -> None:
     axes[1].plot(t, col("node_p50_ms"), label="node p50")
     axes[1].plot(t, col("node_p99_ms"), label="node p99", alpha=0.7)
     axes[1].plot(t, col("floor_p50_ms"), label="pass-through floor p50", linestyle="--")
-    axes[1].set_ylabel("stamp -> receipt (ms)")
+    axes[1].set_ylabel("stamp -> receipt (ms, log)")
+    # Log scale: p99 spikes of hundreds of ms would otherwise flatten the p50 and floor lines.
+    axes[1].set_yscale("log")
     axes[1].legend(loc="upper right", fontsize=8)
     axes[2].plot(t, col("rate_hz"), label="predictions/s", color="tab:green")
     axes[2].set_ylabel("predictions/s")
@@ -279,7 +282,9 @@ def run_soak(
                     "node_max_ms": ln["max"],
                     "floor_p50_ms": lf["p50"],
                     "floor_p99_ms": lf["p99"],
-                    "diagnostics": last_diagnostics(diags),
+                    # Machine load beside each window: on a shared machine, spikes usually line up with it.
+                "load_avg_1m": os.getloadavg()[0],
+                "diagnostics": last_diagnostics(diags),
                 }
             )
             prev_cpu, prev_stats = cpu, stats
