@@ -23,6 +23,7 @@ demo: build
 	@$(ENV) python -m embodied_wm.demo --out $(DEMO_OUT)
 
 test: build
+	@$(ENV) ruff check src test && mypy
 	@$(ENV) python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	@echo "test: results above; logs of spawned nodes under $(CURDIR)/out/test-logs"
 

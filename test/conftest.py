@@ -36,7 +36,8 @@ def ros_available() -> bool:
 
 
 requires_ros = pytest.mark.skipif(
-    not ros_available(), reason="needs rclpy and the colcon-built interfaces: run via `make test` / source env.sh"
+    not ros_available(),
+    reason="needs rclpy and the colcon-built interfaces: run via `make test` / source env.sh",
 )
 
 
@@ -59,7 +60,7 @@ def spawn(ros_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator:
 
     def _spawn(args: list[str], name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         env = dict(ros_env, **(extra_env or {}))
-        log = open(LOG_DIR / f"{request.node.name}-{name}.log", "w")  # noqa: SIM115 - closed at teardown
+        log = open(LOG_DIR / f"{request.node.name}-{name}.log", "w")
         if args and args[0] == "python":
             args = [sys.executable, *args[1:]]
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 #: Our message names, as rosbags spells them.
@@ -23,7 +23,7 @@ def interface_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("embodied_wm")))
-    except Exception:  # noqa: BLE001 - ament index absent or package not installed
+    except Exception:
         pass
     for cand in candidates:
         if (cand / "msg" / "TactileArray.msg").is_file():

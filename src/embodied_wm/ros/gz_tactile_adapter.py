@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    import rclpy
     from geometry_msgs.msg import TwistStamped
-    from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import JointState
@@ -209,22 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             self.acc[:] = 0.0
             self.n = 0
 
-    rclpy.init(args=sys.argv if argv is None else argv)
-    node = None
-    try:
-        node = Adapter()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:
-        print(f"gz_tactile_adapter: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    from embodied_wm.ros.spin import spin_node
+
+    return spin_node(Adapter, "gz_tactile_adapter", argv)
 
 
 if __name__ == "__main__":

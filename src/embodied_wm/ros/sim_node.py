@@ -94,11 +94,9 @@ def validate_command(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import rclpy
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy._rclpy_pybind11 import RCLError  # not re-exported by rclpy; raised by publish()
     from rclpy.clock import Clock, ClockType
-    from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
     from rclpy.qos import (
         DurabilityPolicy,
@@ -311,22 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             self.ep.close()
             super().destroy_node()
 
-    rclpy.init(args=sys.argv if argv is None else argv)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:
-        print(f"sim_node: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    from embodied_wm.ros.spin import spin_node
+
+    return spin_node(SimNode, "sim_node", argv)
 
 
 if __name__ == "__main__":
