@@ -6,6 +6,7 @@ domain id unique to this test session, and discovery stays on localhost.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import subprocess
@@ -18,8 +19,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LOG_DIR = REPO / "out" / "test-logs"
 
-# One domain id per pytest process; 1..101 are safe port ranges for Fast DDS on Linux.
-_DOMAIN = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little")).randint(1, 101)
+def _reserve_domain() -> int:
+    """One DDS domain id per pytest process, held with an flock so concurrent sessions on this machine
+    (other test runs, soaks, benches using the same lock dir) never share one. 1..101 are safe port
+    ranges for Fast DDS on Linux."""
+    lock_dir = Path(os.environ.get("EWM_DOMAIN_LOCK_DIR", "/tmp/embodied_wm-domains"))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    ids = list(range(1, 102))
+    random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little")).shuffle(ids)
+    for domain in ids:
+        fh = open(lock_dir / f"{domain}.lock", "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        _DOMAIN_LOCKS.append(fh)
+        return domain
+    raise RuntimeError(f"all DDS domain ids 1..101 are locked in {lock_dir}")
+
+
+_DOMAIN_LOCKS: list = []
+_DOMAIN = _reserve_domain()
 os.environ["ROS_DOMAIN_ID"] = str(_DOMAIN)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")

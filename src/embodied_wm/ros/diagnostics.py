@@ -166,6 +166,12 @@ class Snapshot:
     #: input -> QoS problem (incompatible publishers), and input -> messages the middleware reports lost.
     input_issues: Mapping[str, str] = field(default_factory=dict)
     lost: Mapping[str, int] = field(default_factory=dict)
+    #: input -> publishers our subscription is matched with (DDS reader side): 0 with a driver running
+    #: means discovery or QoS does not connect them yet; messages sent before the match are not seen.
+    publishers: Mapping[str, int] = field(default_factory=dict)
+    #: output (``predicted_frames``, ``affordance``, ...) -> subscriptions our publisher is matched with
+    #: (DDS writer side): a consumer receives only what is published after its match.
+    subscribers: Mapping[str, int] = field(default_factory=dict)
 
 
 def silent_inputs(snap: Snapshot, now: float | None = None) -> dict[str, str]:
@@ -207,6 +213,8 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
         if topic:
             vals.append((f"{name}/rate_hz", f"{m.rate_hz(now):.2f}" if m else "0.00"))
             vals.append((f"{name}/count", str(m.count if m else 0)))
+            if name in snap.publishers:
+                vals.append((f"{name}/publishers", str(snap.publishers[name])))
             if name in snap.lost:
                 vals.append((f"{name}/lost", str(snap.lost[name])))
             if name in snap.input_issues:
@@ -249,6 +257,7 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
         ("service_rejected", str(c.service_rejected)),
         ("busy", str(snap.pending)),
     ]
+    vals += [(f"subscribers/{k}", str(v)) for k, v in sorted(snap.subscribers.items())]
     for stage, s in sorted(snap.latency.items()):
         vals.append((f"latency_ms/{stage}/p50", f"{s['p50']:.3f}"))
         vals.append((f"latency_ms/{stage}/p99", f"{s['p99']:.3f}"))

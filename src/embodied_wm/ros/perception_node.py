@@ -9,7 +9,12 @@ Inputs (sensor-data QoS per REP-2003 unless overridden by ``qos.<input>.*``):
 Outputs (reliable, keep last ``qos.output.depth``):
   ``~/predicted_frames`` PredictedFrames, ``~/affordance`` AffordanceMap, ``~/world_state`` WorldState,
   ``~/preview/frames`` and ``~/preview/affordance`` sensor_msgs/Image (rgb8; only built while someone
-  subscribes), ``/diagnostics`` DiagnosticArray (every ``diagnostics.period_s`` of steady time).
+  subscribes), ``/diagnostics`` DiagnosticArray (every ``diagnostics.period_s`` of steady time; it
+  includes, per input, the publishers our subscription is matched with and, per output, the matched
+  subscriptions: only messages sent after that match are delivered).
+Transport: with Fast DDS and no profile configured, the node loads config/fastdds_shm.xml (16 MB
+shared-memory segment); with the 0.5 MB default a subscriber that stalls briefly loses reliable
+predictions (see ``qos.default_shm_profile``).
 Service: ``~/predict_rollout`` (embodied_wm/srv/PredictRollout), see ``score_rollout``.
 
 Design:
@@ -48,7 +53,7 @@ from embodied_wm.observation import Observation, Prediction, Rollout
 from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import diagnostics as diag
 from embodied_wm.ros import params as P
-from embodied_wm.ros.qos import diagnostics_qos, output_qos, sensor_qos
+from embodied_wm.ros.qos import default_shm_profile, diagnostics_qos, output_qos, sensor_qos
 
 T = TypeVar("T")
 
@@ -172,7 +177,13 @@ def score_rollout(
 
 class LatestOnlyWorker(Generic[T]):
     """One thread with a one-slot mailbox: ``submit`` replaces a pending item (counted in ``replaced``),
-    so a slow handler makes the node skip observations instead of queueing them."""
+    so a slow handler makes the node skip observations instead of queueing them.
+
+    An item submitted while the worker is idle is claimed for it at once (``busy`` from that moment),
+    not left in the mailbox until the thread wakes up: otherwise a second item arriving within the
+    thread's wake-up latency (GIL hand-over, CPU contention, a burst of messages released together)
+    would replace it although inference was free, and be miscounted as stale. So at any time there
+    is at most one item being handled (or about to be) and one pending: never a growing queue."""
 
     def __init__(
         self, handler: Callable[[T], None], on_error: Callable[[BaseException], None], name: str
@@ -181,9 +192,11 @@ class LatestOnlyWorker(Generic[T]):
         self._on_error = on_error
         self._name = name
         self._cv = threading.Condition()
+        self._claimed: T | None = None  # handed to the idle worker, not started yet
+        self._has_claimed = False
         self._pending: T | None = None
         self._has_pending = False
-        self._busy = False
+        self._busy = False  # an item is claimed or being handled
         self._running = False
         self._thread: threading.Thread | None = None
         self.replaced = 0
@@ -198,11 +211,14 @@ class LatestOnlyWorker(Generic[T]):
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the item in progress (if any); a pending item is discarded (not counted stale:
-        it was dropped by the deactivation, not by load)."""
+        """Stop after the item in progress (if any); an item not started yet is discarded (not counted
+        stale: it was dropped by the deactivation, not by load)."""
         with self._cv:
             self._running = False
             self._pending, self._has_pending = None, False
+            if self._has_claimed:
+                self._claimed, self._has_claimed = None, False
+                self._busy = False
             self._cv.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -211,11 +227,16 @@ class LatestOnlyWorker(Generic[T]):
     def submit(self, item: T) -> bool:
         """Hand over ``item``; True if it replaced one that was still waiting."""
         with self._cv:
+            if not self._busy and not self._has_pending:
+                self._claimed, self._has_claimed = item, True
+                self._busy = True
+                self._cv.notify_all()
+                return False
             replaced = self._has_pending
             if replaced:
                 self.replaced += 1
             self._pending, self._has_pending = item, True
-            self._cv.notify()
+            self._cv.notify_all()
             return replaced
 
     @property
@@ -236,12 +257,16 @@ class LatestOnlyWorker(Generic[T]):
     def _run(self) -> None:
         while True:
             with self._cv:
-                while self._running and not self._has_pending:
+                while self._running and not (self._has_claimed or self._has_pending):
                     self._cv.wait()
                 if not self._running:
                     return
-                item = self._pending
-                self._pending, self._has_pending = None, False
+                if self._has_claimed:  # always older than a pending item
+                    item = self._claimed
+                    self._claimed, self._has_claimed = None, False
+                else:
+                    item = self._pending
+                    self._pending, self._has_pending = None, False
                 self._busy = True
             try:
                 self._handler(item)  # type: ignore[arg-type]
@@ -318,6 +343,7 @@ class PerceptionNode(LifecycleNode):
         self._pipeline: Any = None
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
+        self._sub_by_input: dict[str, Any] = {}
         self._service: Any = None
         self._diag_pub: Any = None
         self._diag_timer: Any = None
@@ -436,16 +462,16 @@ class PerceptionNode(LifecycleNode):
                     continue
                 kind, msg_type = _kind_and_type(inp, cfg["camera_transport"], cfg["tactile_type"])
                 qos = sensor_qos(cfg[f"qos.{inp}.reliability"], cfg[f"qos.{inp}.depth"])
-                self._subs.append(
-                    self.create_subscription(
-                        msg_type,
-                        topic,
-                        self._make_callback(inp, kind),
-                        qos,
-                        callback_group=self._sub_group,
-                        event_callbacks=self._event_callbacks(inp, topic),
-                    )
+                sub = self.create_subscription(
+                    msg_type,
+                    topic,
+                    self._make_callback(inp, kind),
+                    qos,
+                    callback_group=self._sub_group,
+                    event_callbacks=self._event_callbacks(inp, topic),
                 )
+                self._subs.append(sub)
+                self._sub_by_input[inp] = sub
         except Exception as exc:
             self.get_logger().error(f"activate failed: {exc}")
             self._destroy_subscriptions()
@@ -519,6 +545,7 @@ class PerceptionNode(LifecycleNode):
         return SubscriptionEventCallbacks(incompatible_qos=_incompatible, message_lost=_lost)
 
     def _destroy_subscriptions(self) -> None:
+        self._sub_by_input = {}
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -750,6 +777,8 @@ class PerceptionNode(LifecycleNode):
             pending=worker.busy if worker is not None else False,
             input_issues=dict(self._input_issues),
             lost=dict(self._lost),
+            publishers=_matched_counts(self._sub_by_input, "get_publisher_count"),
+            subscribers=_matched_counts(self._pubs, "get_subscription_count"),
         )
 
     def _publish_diagnostics(self) -> None:
@@ -759,17 +788,37 @@ class PerceptionNode(LifecycleNode):
         self._diag_pub.publish(arr)
 
 
+def _matched_counts(entities: Mapping[str, Any], method: str) -> dict[str, int]:
+    """name -> matched remote endpoints (``get_publisher_count`` of a subscription, ``get_subscription_count``
+    of a publisher). Called from the diagnostics timer: an entity destroyed meanwhile by a lifecycle
+    transition, or an rclpy without the method (Humble subscriptions), is left out."""
+    out: dict[str, int] = {}
+    for name, entity in list(entities.items()):
+        try:
+            out[name] = int(getattr(entity, method)())
+        except Exception:  # InvalidHandle after destroy, AttributeError on older rclpy
+            continue
+    return out
+
+
 class _RejectedError(Exception):
     """A PredictRollout request that cannot be served; the text goes to the response message."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv if argv is None else ["perception_node", *argv])
+    # Before rclpy.init: Fast DDS reads its profile when the participant is created (see qos.py).
+    profile = default_shm_profile()
     rclpy.init(args=args)
     node: PerceptionNode | None = None
     executor = MultiThreadedExecutor(num_threads=3)
     try:
         node = PerceptionNode()
+        if profile:
+            node.get_logger().info(
+                f"Fast DDS profile {profile} (16 MB shared-memory segment for the large outputs; "
+                "set FASTRTPS_DEFAULT_PROFILES_FILE to use your own, or EWM_FASTDDS_SHM=0 for the defaults)"
+            )
         executor.add_node(node)
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:

@@ -9,6 +9,10 @@ message. Outputs are reliable with a small depth: planners want every prediction
 
 from __future__ import annotations
 
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -77,15 +81,74 @@ def clock_qos() -> QoSProfile:
     return make_qos("reliable", 10, "volatile")
 
 
+#: Environment variables through which Fast DDS 2.x (Humble, Jazzy) and 3.x read an XML profile file.
+FASTDDS_PROFILE_VARS: tuple[str, ...] = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+#: Files Fast DDS loads on its own from the working directory.
+FASTDDS_CWD_PROFILES: tuple[str, ...] = ("DEFAULT_FASTRTPS_PROFILES.xml", "DEFAULT_FASTDDS_PROFILES.xml")
+#: Set to 0/false/off to keep Fast DDS's built-in transports in a node that would default to the profile.
+SHM_PROFILE_OPT_OUT = "EWM_FASTDDS_SHM"
+
+
+def shm_profile_candidates() -> list[Path]:
+    """Where the package's Fast DDS profile may be: share/embodied_wm/config, then <repo>/config."""
+    candidates: list[Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("embodied_wm")) / "config" / "fastdds_shm.xml")
+    except Exception:  # not installed / no ament index: the source tree only
+        pass
+    candidates.append(Path(__file__).resolve().parents[3] / "config" / "fastdds_shm.xml")
+    return candidates
+
+
+def default_shm_profile(env: MutableMapping[str, str] | None = None, cwd: Path | None = None) -> str | None:
+    """Make a process that publishes large messages use config/fastdds_shm.xml unless told otherwise.
+
+    Call before ``rclpy.init`` (Fast DDS reads the variable when it creates the participant). Fast DDS's
+    default shared-memory segment is 0.5 MB per participant, and it recycles the oldest buffers when a
+    new sample does not fit: a subscriber that stalls for a few hundred ms (CPU contention, GC) then
+    finds the samples it had not read yet gone, and a reliable writer with a small keep-last depth can
+    no longer repair them, so ``message_lost`` rises although the QoS is reliable. One 64x64 prediction
+    (8 frames + affordance + latent) is ~0.14 MB; at 128x128 ~0.5 MB, so the default segment does not
+    even hold the output depth. The 16 MB segment holds dozens.
+
+    Nothing changes when the middleware is not Fast DDS, when a profile file is already configured
+    (environment or a DEFAULT_FAST*_PROFILES.xml in the working directory), when ``EWM_FASTDDS_SHM``
+    is 0/false/off, or when the file is not found. Returns the profile path set, or None.
+    """
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    if env.get(SHM_PROFILE_OPT_OUT, "").strip().lower() in ("0", "false", "off", "no"):
+        return None
+    rmw = env.get("RMW_IMPLEMENTATION", "")
+    if rmw and not rmw.startswith("rmw_fastrtps"):
+        return None
+    if any(env.get(v) for v in FASTDDS_PROFILE_VARS):
+        return None
+    if any((cwd / f).is_file() for f in FASTDDS_CWD_PROFILES):
+        return None
+    path = next((p for p in shm_profile_candidates() if p.is_file()), None)
+    if path is None:
+        return None
+    # Fast DDS 2.x (the Humble and Jazzy middleware) reads only this one; setting the 3.x name as well
+    # could load the file twice there (duplicate profile names).
+    env[FASTDDS_PROFILE_VARS[0]] = str(path)
+    return str(path)
+
+
 __all__ = [
     "DURABILITIES",
+    "FASTDDS_PROFILE_VARS",
     "OUTPUT_DEPTH",
     "RELIABILITIES",
     "SENSOR_DEPTH",
     "clock_qos",
+    "default_shm_profile",
     "diagnostics_qos",
     "make_qos",
     "output_qos",
     "player_qos",
     "sensor_qos",
+    "shm_profile_candidates",
 ]
