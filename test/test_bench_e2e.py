@@ -150,6 +150,9 @@ def test_short_e2e_bench_writes_sane_json(tmp_path: Path) -> None:
     assert r["backend"] == "linear"
     assert r["device"]["cpu_model"] and r["device"]["cpu_cores"] >= 1
     assert r["settings"]["width"] == 320 and r["settings"]["rate_hz"] == 30
+    # Isolated from anything else on the domain: own namespace, own node name.
+    assert r["settings"]["namespace"].startswith("/ewm_bench_")
+    assert r["settings"]["node_name"].startswith("perception_node_")
     for part in ("node", "floor"):
         lat = r[part]["latency_ms"]
         assert r[part]["received"] > 10, part

@@ -68,13 +68,14 @@ def test_dataset_windows(episodes, bags: Path) -> None:
     assert len(ep) == FRAMES and ep.raw["image"].shape == (FRAMES, 64, 64, 3)
     assert np.all(np.diff(ep.stamps_ns) == cfg.dt_ns)
     assert ep.aff_valid.all() and ep.affordance.shape == (FRAMES, 2, 64, 64)
-    ds = WindowDataset(eps, cfg)
+    ds = WindowDataset(eps, cfg, teacher_flow=True)
     assert len(ds) == 2 * (FRAMES - cfg.horizon)
     t = 5
     item = ds[t]
     k = cfg.horizon
     np.testing.assert_array_equal(item["future"], ep.raw["image"][t + 1 : t + k + 1])
     np.testing.assert_array_equal(item["actions"], ep.raw["action"][t : t + k])
+    assert item["flow"].shape == (k, 2, 64, 64) and np.isfinite(item["flow"]).all()
     prev = ep.raw["image"][t - 1].transpose(2, 0, 1) / np.float32(255)
     np.testing.assert_array_equal(item["prev_image"], prev)
     # The affordance target is the map published for frame t, straight from the bag.
@@ -164,3 +165,18 @@ def test_cli_parser() -> None:
     add_parser(sub)
     ns = parser.parse_args(["train", "--data", "a", "b", "--out", "o", "--steps", "5", "--resume"])
     assert ns.data == ["a", "b"] and ns.steps == 5 and ns.resume and callable(ns.func)
+
+
+def test_teacher_flow_recovers_a_shift() -> None:
+    from embodied_wm.data.dataset import teacher_flow
+
+    rng = np.random.default_rng(0)
+    cur = np.full((64, 64, 3), 200, np.uint8)
+    cur[20:34, 20:34] = rng.integers(0, 80, (14, 14, 3))  # a textured dark object
+    fut = np.roll(cur, 3, axis=1)  # moved 3 px right
+    flow = teacher_flow(cur, fut[None])
+    assert flow.shape == (1, 2, 64, 64) and flow.dtype == np.float32
+    # Backward flow in grid units: future(x) = current(x - 3 px) -> -3 * 2 / 64 inside the object.
+    inner = flow[0, :, 23:31, 25:33]
+    assert abs(float(np.median(inner[0])) - (-3 * 2 / 64)) < 0.03
+    assert abs(float(np.median(inner[1]))) < 0.03

@@ -3,7 +3,7 @@
 Three processes are started: the synthetic sensor publisher (camera 640x480 rgb8, audio, tactile, joints,
 twist at ``rate_hz``, each message stamped with the wall clock at publish time), perception_node, and a
 pass-through node that republishes the camera image unchanged (reliable). This process subscribes to
-``/perception_node/predicted_frames`` and the pass-through output and measures, per message,
+the node's ``~/predicted_frames`` and the pass-through output and measures, per message,
 ``receipt wall time - header.stamp``: the node's latency and the transport floor (two DDS hops through a
 minimal rclpy node, the least any node can add), in the same run under the same load.
 
@@ -14,7 +14,8 @@ i.e. how many "floors" the node costs beyond the model itself (model compute com
 
 Both result topics are taken as serialized bytes and only the header stamp is read from the CDR buffer,
 so the measuring process adds no deserialization cost of its own (a K-frame PredictedFrames message is
-megabytes).
+megabytes). Every topic lives under a unique namespace and the node gets a unique name (``isolate``),
+so another process that happens to share the DDS domain can neither inject frames nor be flooded.
 
 Use: ``run_e2e_bench(...)`` (wired to ``embodied-wm bench --e2e``) or
 ``python -m embodied_wm.bench_e2e --model DIR --seconds 60 --out out/bench/e2e.json``.
@@ -31,6 +32,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import signal
 import struct
 import subprocess
@@ -47,10 +49,10 @@ import numpy as np
 from embodied_wm.ros.sensor_publisher import read_stats
 
 NS_PER_S = 1_000_000_000
-PREDICTIONS_TOPIC = "/perception_node/predicted_frames"
-FLOOR_TOPIC = "/passthrough/image_raw"
-CAMERA_TOPIC = "/camera/image_raw"
 DIAGNOSTICS_TOPIC = "/diagnostics"
+#: perception_node inputs (parameter ``topics.<input>``) -> sensor_publisher stream names.
+_NODE_INPUTS = {"camera": "image", "audio": "audio", "tactile": "tactile", "joint_states": "joints",
+                "action": "twist"}  # fmt: skip
 
 #: Targets from the issue; reported next to the numbers, never asserted by timed tests.
 TARGET_OVERHEAD_RATIO = 1.5
@@ -204,8 +206,12 @@ class E2EConfig:
     passthrough: bool = True
     passthrough_raw: bool = False
     startup_timeout_s: float = 180.0
-    #: Extra arguments for the perception node command (after the module / executable).
+    #: Command that starts the node (``--ros-args ...`` is appended); None = python -m the module.
     node_cmd: list[str] | None = None
+    #: Put every topic under a unique namespace and give the node a unique name, so a foreign process
+    #: that happens to share the DDS domain (another test session on a shared machine) can neither feed
+    #: frames into the benchmark nor receive its 27 MB/s camera stream. False = the default topic names.
+    isolate: bool = True
 
 
 def _ros_value(v: Any) -> str:
@@ -217,8 +223,10 @@ def _ros_value(v: Any) -> str:
 class _Collector:
     """The measuring node: raw subscriptions to predictions and the floor, typed /diagnostics."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, node_name: str = "perception_node") -> None:
         self.node = node
+        # /diagnostics is global: keep only the statuses of our node ("<node name>: <part>").
+        self._status_prefix = f"{node_name}: "
         self.predictions: list[tuple[int, int]] = []  # (stamp_ns, receipt_ns)
         self.floor: list[tuple[int, int]] = []
         self.diagnostics: list[tuple[int, str, dict[str, str]]] = []  # (receipt_ns, status name, values)
@@ -238,6 +246,8 @@ class _Collector:
     def _on_diag(self, msg: Any) -> None:
         now = time.time_ns()
         for st in msg.status:
+            if not st.name.startswith(self._status_prefix):
+                continue
             values = {kv.key: kv.value for kv in st.values}
             values["_level"] = str(
                 int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else st.level
@@ -294,6 +304,17 @@ class E2ESetup:
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, Any] = {}
         self.stats_file = Path(cfg.log_dir) / "sensor_publisher.stats.json"
+        tag = secrets.token_hex(3)
+        self.namespace = f"/ewm_bench_{tag}" if cfg.isolate else ""
+        self.node_name = f"perception_node_{tag}" if cfg.isolate else "perception_node"
+        ns = self.namespace
+        self.input_topics = {
+            "camera": f"{ns}/camera/image_raw", "audio": f"{ns}/audio", "tactile": f"{ns}/tactile",
+            "joint_states": f"{ns}/joint_states", "action": f"{ns}/cmd_vel_ee",
+        }  # fmt: skip
+        # The node's private ~/predicted_frames, after the namespace and name remapping.
+        self.predictions_topic = f"{ns}/{self.node_name}/predicted_frames"
+        self.floor_topic = f"{ns}/passthrough/image_raw"
         self._context: Any = None
         self._node: Any = None
         self._executor: Any = None
@@ -328,8 +349,12 @@ class E2ESetup:
         params: dict[str, Any] = {"autostart": True, "backend": self.cfg.backend}
         if self.cfg.model_dir:
             params["model"] = str(Path(self.cfg.model_dir).resolve())
+        if self.cfg.isolate:
+            params.update({f"topics.{k}": v for k, v in self.input_topics.items()})
         params.update(self.cfg.node_params)
         cmd.append("--ros-args")
+        if self.cfg.isolate:
+            cmd += ["-r", f"__ns:={self.namespace}", "-r", f"__node:={self.node_name}"]
         for k, v in params.items():
             cmd += ["-p", f"{k}:={_ros_value(v)}"]
         return cmd
@@ -350,6 +375,7 @@ class E2ESetup:
 
     @property
     def node_pid(self) -> int:
+        """PID of the node process (the venv's re-exec keeps it, so /proc/PID is the node itself)."""
         return self.procs["perception_node"].pid
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -370,9 +396,9 @@ class E2ESetup:
                 "-m",
                 "embodied_wm.ros.passthrough_node",
                 "--in",
-                CAMERA_TOPIC,
+                self.input_topics["camera"],
                 "--out",
-                FLOOR_TOPIC,
+                self.floor_topic,
             ]
             self._spawn("passthrough_node", [*pt, "--raw"] if self.cfg.passthrough_raw else pt)
         self._start_collector()
@@ -390,6 +416,7 @@ class E2ESetup:
                 str(self.cfg.height),
                 "--stats-file",
                 str(self.stats_file),
+                *(a for k, t in self.input_topics.items() for a in (f"--{_NODE_INPUTS[k]}-topic", t)),
             ],
         )
 
@@ -402,7 +429,7 @@ class E2ESetup:
         self._context = Context()
         rclpy.init(context=self._context, domain_id=self.domain_id)
         self._node = rclpy.create_node("e2e_bench", context=self._context)
-        self.collector = _Collector(self._node)
+        self.collector = _Collector(self._node, self.node_name)
         self.collector.subscribe_diagnostics()
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
@@ -424,10 +451,10 @@ class E2ESetup:
 
         assert self.collector is not None
         wanted: list[tuple[str, Any, list[tuple[int, int]]]] = [
-            (PREDICTIONS_TOPIC, PredictedFrames, self.collector.predictions)
+            (self.predictions_topic, PredictedFrames, self.collector.predictions)
         ]
         if self.cfg.passthrough:
-            wanted.append((FLOOR_TOPIC, Image, self.collector.floor))
+            wanted.append((self.floor_topic, Image, self.collector.floor))
         while wanted:
             self.check_alive()
             for item in list(wanted):
@@ -634,6 +661,7 @@ def run_e2e_bench(
     node_params: Mapping[str, Any] | None = None,
     passthrough_raw: bool = False,
     startup_timeout_s: float = 180.0,
+    node_cmd: Sequence[str] | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the end-to-end benchmark and write its JSON to ``out_path``; returns the same dict.
@@ -652,6 +680,8 @@ def run_e2e_bench(
       node_params: extra perception_node parameters, e.g. {"qos.camera.reliability": "reliable"}.
       passthrough_raw: floor node republishes serialized bytes instead of a Python message.
       startup_timeout_s: how long the node may take to load before the bench gives up.
+      node_cmd: command that starts the node instead of ``python -m embodied_wm.ros.perception_node``
+        (e.g. an installed executable or a variant under test); ``--ros-args -p ...`` is appended.
       quiet: do not print the one-line summary.
 
     Returned/written keys: node (latency_ms p50/p90/p99/max/mean, rate_hz, drop_fraction), floor (same),
@@ -675,6 +705,7 @@ def run_e2e_bench(
         node_params=dict(node_params or {}),
         passthrough_raw=passthrough_raw,
         startup_timeout_s=startup_timeout_s,
+        node_cmd=list(node_cmd) if node_cmd else None,
     )
     device = device_info()
     with E2ESetup(cfg) as setup:
@@ -731,6 +762,8 @@ def run_e2e_bench(
             "encoding": "rgb8",
             "fastdds_profile": cfg.fastdds_profile or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"),
             "domain_id": setup.domain_id,
+            "namespace": setup.namespace,
+            "node_name": setup.node_name,
             "node_params": cfg.node_params,
             "node_command": setup.node_command(),
             "passthrough_mode": "raw" if passthrough_raw else "typed",
@@ -834,6 +867,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME:=VALUE",
         help="extra perception_node parameter (repeatable), e.g. qos.camera.reliability:=reliable",
     )
+    p.add_argument(
+        "--node-cmd",
+        default=None,
+        help="command that starts the node instead of python -m embodied_wm.ros.perception_node "
+        "(split on spaces; --ros-args -p ... is appended)",
+    )
 
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -875,6 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             domain_id=args.domain_id,
             node_params=parse_params(args.param),
             passthrough_raw=args.passthrough_raw,
+            node_cmd=args.node_cmd.split() if args.node_cmd else None,
         )
     except BenchError as exc:
         print(f"bench_e2e: error: {exc}", file=sys.stderr)

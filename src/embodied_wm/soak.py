@@ -190,6 +190,7 @@ def run_soak(
     max_rss_growth_pct: float = 10.0,
     max_drift_ms_per_min: float = 1.0,
     startup_timeout_s: float = 180.0,
+    node_cmd: list[str] | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run the soak, write ``out_dir``/soak.json and soak.png, print the verdict line; return the result.
@@ -212,6 +213,7 @@ def run_soak(
         log_dir=out / "logs",
         node_params=dict(node_params or {}),
         startup_timeout_s=startup_timeout_s,
+        node_cmd=node_cmd,
     )
     result: dict[str, Any] = {
         "kind": "embodied_wm.soak",
@@ -236,6 +238,7 @@ def run_soak(
     with E2ESetup(cfg) as setup:
         setup.wait_ready()
         result["settings"]["domain_id"] = setup.domain_id
+        result["settings"]["namespace"] = setup.namespace
         result["settings"]["node_command"] = setup.node_command()
         assert setup.collector is not None
         col = setup.collector
@@ -283,8 +286,8 @@ def run_soak(
                     "floor_p50_ms": lf["p50"],
                     "floor_p99_ms": lf["p99"],
                     # Machine load beside each window: on a shared machine, spikes usually line up with it.
-                "load_avg_1m": os.getloadavg()[0],
-                "diagnostics": last_diagnostics(diags),
+                    "load_avg_1m": os.getloadavg()[0],
+                    "diagnostics": last_diagnostics(diags),
                 }
             )
             prev_cpu, prev_stats = cpu, stats
@@ -353,6 +356,7 @@ def _run_from_args(args: argparse.Namespace) -> int:
         node_params=parse_params(args.param),
         max_rss_growth_pct=args.max_rss_growth_pct,
         max_drift_ms_per_min=args.max_drift_ms_per_min,
+        node_cmd=args.node_cmd.split() if args.node_cmd else None,
     )
     return 0 if result["analysis"]["verdict"] == "PASS" else 1
 

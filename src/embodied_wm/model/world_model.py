@@ -189,7 +189,7 @@ class RolloutNet(nn.Module):
     def forward(
         self, latent: Tensor, skip1: Tensor, skip2: Tensor, skip3: Tensor, last_frame: Tensor, actions: Tensor
     ) -> tuple[Tensor, Tensor]:
-        frames, aff_logits, _ = self.decode(latent, skip1, skip2, skip3, last_frame, actions)
+        frames, aff_logits, _, _ = self.decode(latent, skip1, skip2, skip3, last_frame, actions)
         return frames, torch.sigmoid(aff_logits)
 
     def decode(
@@ -201,8 +201,12 @@ class RolloutNet(nn.Module):
         last_frame: Tensor,
         actions: Tensor,
         frame_steps: list[int] | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(frames [N,K',3,H,W], affordance LOGITS [N,C,H,W], rolled latents [N,K,D]).
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(frames [N,K',3,H,W], affordance LOGITS [N,C,H,W], rolled latents [N,K,D], flow [N,K',2,H,W]).
+
+        ``flow`` is the backward warp of each decoded step in grid_sample units (frame_k(x) = last(x + flow)):
+        training supervises it with a teacher optical flow, because the photometric loss alone only sees
+        image gradients within a pixel or two and learns to erase moving objects instead of moving them.
 
         ``frame_steps`` decodes frames for those steps only (K' = len(frame_steps)): training uses a random
         subset per batch to halve the cost of the per-step decoder; export/inference decode all K."""
@@ -241,7 +245,7 @@ class RolloutNet(nn.Module):
         a = F.interpolate(a, scale_factor=2.0, mode="nearest")
         a = self.aff1(torch.cat([a, skip1.expand(n, -1, -1, -1)], 1))
         aff = F.interpolate(a, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return frames, aff, z
+        return frames, aff, z, flow.reshape(n, k, 2, s, s)
 
 
 class WorldModel(nn.Module):

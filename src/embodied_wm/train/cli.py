@@ -36,10 +36,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--frame-steps", type=int, default=4,
                    help="horizon steps whose frames are decoded per batch (random subset; 0 = all K)")
+    p.add_argument("--flow-weight", type=float, default=0.0,
+                   help="weight of the teacher optical-flow loss on the warp (0 = off)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from embodied_wm.train.losses import LossWeights
     from embodied_wm.train.trainer import TrainArgs, run_training
 
     a = TrainArgs(
@@ -47,7 +50,7 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, resume=args.resume, val_every=args.val_every,
         val_data=args.val_data, val_fraction=args.val_fraction, max_val_samples=args.max_val_samples,
         cache_dir=args.cache_dir, threads=args.threads, progress=not args.no_progress,
-        frame_steps=args.frame_steps,
+        frame_steps=args.frame_steps, weights=LossWeights(flow=args.flow_weight),
     )
     res = run_training(a)
     v = res.get("final_val") or {}

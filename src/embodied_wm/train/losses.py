@@ -14,12 +14,19 @@ MOVING_THRESHOLD = 10.0 / 255.0
 @dataclass(frozen=True)
 class LossWeights:
     frame: float = 1.0
+    #: Mix of the per-pixel frame terms: PSNR is an MSE measure, and under uncertainty (where exactly will
+    #: the finger be in 0.8 s?) the MSE-optimal prediction is the conditional mean, while L1 pulls to the
+    #: median, which for a thin moving part is "not there". L1 keeps gradients alive for small errors.
+    l1: float = 0.25
+    l2: float = 2.0
     #: Extra weight of moving pixels (|frame_t+k - frame_t| > threshold, dilated by one pixel):
     #: they are a few percent of the image but all of what copy-last-frame gets wrong.
     moving: float = 20.0
-    gradient: float = 0.5
+    gradient: float = 0.1
     affordance: float = 0.5
     latent: float = 0.1
+    #: Teacher-flow supervision of the warp (L1 in pixels, moving-weighted like the frame loss).
+    flow: float = 0.0
     #: Upper bound of the per-channel positive weight of the affordance BCE.
     max_pos_weight: float = 50.0
 
@@ -35,10 +42,11 @@ def moving_weights(target: Tensor, last: Tensor, extra: float) -> Tensor:
 
 
 def frame_loss(pred: Tensor, target: Tensor, last: Tensor, w: LossWeights) -> Tensor:
-    """Moving-weighted L1 on pixels plus L1 on image gradients (keeps edges sharp instead of blurred)."""
+    """Moving-weighted L1 + squared error on pixels plus L1 on image gradients (edge sharpness)."""
     wt = moving_weights(target, last, w.moving)
     norm = wt.mean() * 3.0
-    l1 = (wt * (pred - target).abs()).mean() * 3.0 / norm
+    err = pred - target
+    l1 = (wt * (w.l1 * err.abs() + w.l2 * err.square())).mean() * 3.0 / norm
 
     def grads(x: Tensor) -> tuple[Tensor, Tensor]:
         return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
@@ -66,3 +74,12 @@ def affordance_loss(logits: Tensor, target: Tensor, valid: Tensor, w: LossWeight
 def latent_loss(rolled: Tensor, target: Tensor) -> Tensor:
     """Rolled latent at step k vs the encoder's latent of frame t+k (stop-gradient target)."""
     return F.mse_loss(rolled, target.detach())
+
+
+def flow_loss(pred: Tensor, teacher: Tensor, target: Tensor, last: Tensor, w: LossWeights) -> Tensor:
+    """Moving-weighted L1 between predicted and teacher backward flow, in pixels. The teacher (dense
+    optical flow between frame t and t+k) is smooth and imperfect at occlusions, so it is a guide for
+    where things move; the photometric frame loss has the last word on the pixels."""
+    wt = moving_weights(target, last, w.moving)
+    px = (pred - teacher).abs() * (target.shape[-1] / 2.0)
+    return (wt * px).mean() / wt.mean()

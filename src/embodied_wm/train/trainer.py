@@ -41,7 +41,7 @@ from embodied_wm.model.checkpoint import load_checkpoint, save_checkpoint
 from embodied_wm.model.config import ModelConfig, load_config
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
 from embodied_wm.train.evaluate import evaluate_model
-from embodied_wm.train.losses import LossWeights, affordance_loss, frame_loss, latent_loss
+from embodied_wm.train.losses import LossWeights, affordance_loss, flow_loss, frame_loss, latent_loss
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class TrainStep(nn.Module):
         n_dec = min(self.frame_steps, k) if self.frame_steps > 0 else k
         steps = sorted({k - 1, *torch.randperm(k - 1, generator=self.gen)[: n_dec - 1].tolist()})
         latent, skip1, skip2, skip3, last = state
-        frames, aff_logits, rolled = m.rollout_net.decode(
+        frames, aff_logits, rolled, flow = m.rollout_net.decode(
             latent, skip1, skip2, skip3, last, batch["actions"], frame_steps=steps
         )
         target = batch["future"][:, steps]
@@ -104,6 +104,9 @@ class TrainStep(nn.Module):
             "latent": latent_loss(rolled[:, steps], target_latent),
         }
         total = w.frame * parts["frame"] + w.affordance * parts["affordance"] + w.latent * parts["latent"]
+        if "flow" in batch and w.flow > 0:
+            parts["flow"] = flow_loss(flow, batch["flow"][:, steps], target, batch["image"], w)
+            total = total + w.flow * parts["flow"]
         return total, parts
 
 
@@ -206,7 +209,7 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         cfg = cfg.replace(**stats_from_episodes(train_eps))
         model = WorldModel(cfg)
     model.to(device).train()
-    ds = WindowDataset(train_eps, cfg)
+    ds = WindowDataset(train_eps, cfg, teacher_flow=a.weights.flow > 0)
     step_mod: nn.Module = TrainStep(model, a.weights, a.frame_steps, a.seed + 1000 * start_step + rank)
     if world > 1:
         step_mod = nn.parallel.DistributedDataParallel(
