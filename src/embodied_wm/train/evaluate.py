@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from embodied_wm.data.dataset import Episode, WindowDataset, load_episodes
-from embodied_wm.eval.metrics import ScoreHistogram, moving_mask, psnr_masked
+from embodied_wm.eval.metrics import ScoreHistogram, moving_mask, psnr, psnr_masked
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
 from embodied_wm.observation import MODALITIES, Observation
 
@@ -79,6 +79,7 @@ def evaluate_model(
     k = cfg.horizon
     methods = ["model", "copy_last"] + (["linear"] if baselines else [])
     psnrs: dict[str, list[list[float]]] = {m: [[] for _ in range(k)] for m in methods}
+    whole: dict[str, list[list[float]]] = {m: [[] for _ in range(k)] for m in methods}
     hists = {c: ScoreHistogram() for c in cfg.affordance_channels}
     moving_frac = [0.0] * k
     model.eval().to(device)
@@ -99,6 +100,7 @@ def evaluate_model(
                 have_linear = False
                 methods.remove("linear")
                 psnrs.pop("linear")
+                whole.pop("linear")
             for j in range(k):
                 tgt = it["future"][j]
                 mask = moving_mask(cur, tgt)
@@ -107,6 +109,7 @@ def evaluate_model(
                 if lin is not None:
                     cands["linear"] = lin[j]
                 for m, img in cands.items():
+                    whole[m][j].append(psnr(img, tgt))
                     v = psnr_masked(img, tgt, mask)
                     if v is not None:
                         psnrs[m][j].append(v)
@@ -121,6 +124,7 @@ def evaluate_model(
         "psnr_moving_per_step": per_step,
         "psnr_moving_mean": {m: float(np.nanmean(v)) for m, v in per_step.items()},
         "moving_fraction_per_step": [f / max(len(idx), 1) for f in moving_frac],
+        "psnr_per_step": {m: [float(np.mean(v)) if v else math.nan for v in whole[m]] for m in methods},
     }
     means = out["psnr_moving_mean"]
     out["psnr_moving_gain_vs_copy_last"] = means["model"] - means["copy_last"]
