@@ -293,15 +293,26 @@ class Probe:
         self.wait_for(_ok, timeout, f"perception_node to match inputs {list(inputs)} and outputs {want}")
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+        """Call a service. A fresh client can lose the first response: DDS matches the request and the
+        response paths separately, wait_for_service only sees the request path, and the server then logs
+        "failed to send response (timeout)". So wait for the response path to settle, and resend
+        idempotent queries (GetState) that got no answer."""
+        from lifecycle_msgs.srv import GetState
+
         client = self.node.create_client(srv_type, name)
         try:
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            fut = client.call_async(request)
+            time.sleep(0.5)
             end = time.monotonic() + timeout
-            while not fut.done() and time.monotonic() < end:
-                time.sleep(0.02)
-            assert fut.done(), f"service {name} did not answer in {timeout} s"
-            return fut.result()
+            resend_s = 3.0 if srv_type is GetState else timeout
+            while time.monotonic() < end:
+                fut = client.call_async(request)
+                until = min(end, time.monotonic() + resend_s)
+                while not fut.done() and time.monotonic() < until:
+                    time.sleep(0.02)
+                if fut.done():
+                    return fut.result()
+            raise AssertionError(f"service {name} did not answer in {timeout} s")
         finally:
             self.node.destroy_client(client)
 
