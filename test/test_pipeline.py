@@ -15,9 +15,9 @@ from conftest import requires_ros
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embodied_wm.observation import NS_PER_S, ModalitySpec, Observation, Prediction, Rollout
+from embodied_wm.observation import NS_PER_S, ModalitySpec, Observation, Prediction
 from embodied_wm.pipeline import KINDS, Pipeline, PipelineStats, kind_for_msgtype
-from embodied_wm.runtime.base import Backend
+from embodied_wm.runtime.baselines import CopyLastBackend
 from embodied_wm.sensing.aligner import AlignerConfig
 from embodied_wm.sensing.audio import encode_audio_frame_fields
 from embodied_wm.sensing.image import rgb_to_image_fields
@@ -36,39 +36,20 @@ SPEC = ModalitySpec()
 FLAVORS = [pytest.param("rclpy", marks=requires_ros), "rosbags"]
 
 
-class RecordingBackend(Backend):
-    """A minimal hold-last-frame predictor that records the calls it gets (order of resets matters)."""
-
-    name = "recording"
-    model_id = "recording"
-    horizon = 2
-    dt_ns = 100 * MS
-    image_size = (8, 8)
-    affordance_channels: tuple[str, ...] = ()
-    action_dim = 6
+class RecordingBackend(CopyLastBackend):
+    """The real copy-last baseline, recording the calls it gets (the order of resets matters)."""
 
     def __init__(self) -> None:
+        super().__init__(image_size=(8, 8), horizon=2, dt_ns=100 * MS)
         self.calls: list[tuple[str, int]] = []
 
     def predict(self, obs: Observation, actions: np.ndarray | None = None) -> Prediction:
         self.calls.append(("predict", obs.stamp_ns))
-        assert obs.image is not None
-        frame = cv2.resize(obs.image, self.image_size[::-1], interpolation=cv2.INTER_AREA)
-        return Prediction(
-            stamp_ns=obs.stamp_ns,
-            dt_ns=self.dt_ns,
-            frames=np.stack([frame] * self.horizon),
-            affordance=np.zeros((0, *self.image_size), np.float32),
-            affordance_channels=(),
-            timings_ms={"rollout": 0.0},
-            model_id=self.model_id,
-        )
-
-    def rollout(self, candidates: np.ndarray) -> Rollout:
-        raise NotImplementedError
+        return super().predict(obs, actions)
 
     def reset(self) -> None:
         self.calls.append(("reset", -1))
+        super().reset()
 
 
 def frame(i: int, h: int = 48, w: int = 64) -> np.ndarray:

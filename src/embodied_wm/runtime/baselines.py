@@ -16,6 +16,7 @@ like with like.
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from typing import Any
 
 import cv2
@@ -148,8 +149,9 @@ class _BaselineBackend(Backend):
         }
 
     # -- per-baseline ------------------------------------------------------------------------------
+    @abstractmethod
     def _extrapolate(self, cur: np.ndarray, prev: np.ndarray | None, dt_obs_ns: int) -> np.ndarray:
-        raise NotImplementedError
+        """K predicted frames from the current (and previous) frame at model resolution."""
 
 
 class CopyLastBackend(_BaselineBackend):
