@@ -134,3 +134,12 @@ def test_invalid_config_json(saved, tmp_path: Path) -> None:
     (d / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="invalid checkpoint config"):
         load_checkpoint(d)
+
+
+def test_shipped_tiny_model_loads() -> None:
+    shipped = Path(__file__).resolve().parents[1] / "models" / "tiny"
+    loaded = load_checkpoint(shipped)
+    assert loaded.cfg.name == "tiny" and loaded.model.num_params() <= 5_000_000
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    assert metrics["model_id"] == loaded.model_id, "models/tiny/metrics.json describes other weights"
+    assert sum(p.stat().st_size for p in shipped.iterdir()) < 20 * 1024 * 1024

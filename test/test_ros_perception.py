@@ -442,16 +442,17 @@ def test_bag_replay_predictions_match_offline_pipeline(
 
     if backend == "model":
         mdir = _model_dir()
-        if mdir is None:
-            pytest.skip("no model: models/tiny is empty and EWM_TEST_MODEL_DIR is not set")
+        assert mdir is not None, "models/tiny is shipped with the package but has no model files"
         node_params = ["backend:=auto", f"model:={mdir}"]
         offline_backend = create_backend("auto", model_dir=mdir)
     else:
         node_params = ["backend:=linear"]
         offline_backend = create_backend("linear")
-    # Reliable inputs: the node's reader may match the player's writers a little after the player sees it
-    # (and starts), and reliability then re-sends what was published in between.
-    reliable = [f"qos.{i}.reliability:=reliable" for i in INPUTS]
+    # Reliable inputs with deep queues: the node's reader may match the player's writers a little after the
+    # player sees it (and starts), and reliability then re-sends what was published in between; a deep
+    # reader queue keeps a loaded machine's scheduling hiccup from overwriting frames before the node
+    # takes them (with the default depth 5 such a replay is thinned, which is what sensor QoS is for).
+    reliable = [p for i in INPUTS for p in (f"qos.{i}.reliability:=reliable", f"qos.{i}.depth:=100")]
     probe.collect(PredictedFrames, f"/{NODE}/predicted_frames", "frames")
     probe.collect(AffordanceMap, f"/{NODE}/affordance", "aff")
     probe.collect(DiagnosticArray, "/diagnostics", "diag", depth=20)

@@ -24,6 +24,12 @@ Design:
   observation replaces the pending one and the replaced one is counted as ``dropped/stale``: the node
   falls behind by at most one prediction, never by a growing queue.
 * Stamps come from the data: a prediction carries the stamp of the observation it was made from.
+* Executors: the node (inputs, diagnostics, lifecycle and parameter services) is spun by one
+  SingleThreadedExecutor; ``~/predict_rollout`` is served by a companion node (``<name>_rollout``, same
+  namespace, the service keeps the main node's resolved name) on a second SingleThreadedExecutor thread,
+  so a long rollout never holds up the inputs. rclpy's MultiThreadedExecutor was measured to busy-spin
+  while one mutually-exclusive group runs (a ready entity it cannot take yet), which on 2 cores starved
+  the very callbacks it was meant to run in parallel.
 * Lifecycle: configure creates the backend, pipeline, publishers and service; activate subscribes;
   deactivate unsubscribes and lets the worker finish; cleanup releases the backend. ``autostart: true``
   configures and activates at start-up (no lifecycle manager needed).
@@ -43,9 +49,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 
@@ -334,9 +339,15 @@ class PerceptionNode(LifecycleNode):
 
         self._pipe_lock = threading.Lock()  # pipeline.feed (aligner state)
         self._infer_lock = threading.Lock()  # backend: predict (worker) vs rollout (service)
-        self._sub_group = MutuallyExclusiveCallbackGroup()  # all inputs: feed() sees one message at a time
-        self._srv_group = MutuallyExclusiveCallbackGroup()
-        self._diag_group = MutuallyExclusiveCallbackGroup()
+        # The rollout service's own node (see the module docstring); spun by main() in its own thread. No
+        # global arguments: a `-r __node:=...` remap must not give it the main node's name.
+        self.rollout_node = rclpy.create_node(
+            f"{self.get_name()}_rollout",
+            namespace=self.get_namespace(),
+            use_global_arguments=False,
+            start_parameter_services=False,
+            context=self.context,
+        )
 
         self._backend: Any = None
         self._backend_skipped: dict[str, str] = {}
@@ -434,8 +445,9 @@ class PerceptionNode(LifecycleNode):
         }
         if cfg["publish_world_state"]:
             self._pubs["world_state"] = self.create_lifecycle_publisher(WorldState, "~/world_state", q)
-        self._service = self.create_service(
-            PredictRollout, "~/predict_rollout", self._on_predict_rollout, callback_group=self._srv_group
+        # Resolved by this node, so remaps of ~/predict_rollout given to it apply.
+        self._service = self.rollout_node.create_service(
+            PredictRollout, self.resolve_service_name("~/predict_rollout"), self._on_predict_rollout
         )
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -444,7 +456,6 @@ class PerceptionNode(LifecycleNode):
         self._diag_timer = self.create_timer(
             float(cfg["diagnostics.period_s"]),
             self._publish_diagnostics,
-            callback_group=self._diag_group,
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
         self._meters = {inp: diag.RateMeter() for inp in P.INPUTS}
@@ -467,7 +478,6 @@ class PerceptionNode(LifecycleNode):
                     topic,
                     self._make_callback(inp, kind),
                     qos,
-                    callback_group=self._sub_group,
                     event_callbacks=self._event_callbacks(inp, topic),
                 )
                 self._subs.append(sub)
@@ -555,7 +565,7 @@ class PerceptionNode(LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
         if self._service is not None:
-            self.destroy_service(self._service)
+            self.rollout_node.destroy_service(self._service)
             self._service = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
@@ -805,15 +815,33 @@ class _RejectedError(Exception):
     """A PredictRollout request that cannot be served; the text goes to the response message."""
 
 
+def _spin_quietly(executor: SingleThreadedExecutor) -> None:
+    """Spin until the executor or the context shuts down (the main thread owns the process's exit)."""
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # the context went away under the wait at shutdown
+        if rclpy.ok():
+            print(f"perception_node: rollout service thread: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv if argv is None else ["perception_node", *argv])
     # Before rclpy.init: Fast DDS reads its profile when the participant is created (see qos.py).
     profile = default_shm_profile()
     rclpy.init(args=args)
     node: PerceptionNode | None = None
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = SingleThreadedExecutor()
+    rollout_executor = SingleThreadedExecutor()
+    rollout_thread: threading.Thread | None = None
     try:
         node = PerceptionNode()
+        rollout_executor.add_node(node.rollout_node)
+        rollout_thread = threading.Thread(
+            target=_spin_quietly, args=(rollout_executor,), name="ewm-rollout-service", daemon=True
+        )
+        rollout_thread.start()
         if profile:
             node.get_logger().info(
                 f"Fast DDS profile {profile} (16 MB shared-memory segment for the large outputs; "
@@ -841,8 +869,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if node._worker is not None:
                 node._worker.stop()
             executor.remove_node(node)
+            rollout_executor.shutdown(timeout_sec=1.0)
+            if rollout_thread is not None:
+                rollout_thread.join(timeout=1.0)
+            node.rollout_node.destroy_node()
             node.destroy_node()
         executor.shutdown(timeout_sec=1.0)
+        rollout_executor.shutdown(timeout_sec=1.0)
         if rclpy.ok():
             rclpy.try_shutdown()
     return 0

@@ -66,6 +66,11 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from embodied_wm.train.evaluate import evaluate_report
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
     report = evaluate_report(
         args.model, args.data, ablations=args.ablate, max_samples=args.max_samples, cache_dir=args.cache_dir,
         device=args.device,
@@ -95,6 +100,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default=None, help="write the results JSON here")
     return p
 
