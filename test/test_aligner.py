@@ -215,6 +215,7 @@ def test_bag_order_matches_reference(
     assert all(a < b for a, b in itertools.pairwise(stamps))
     assert_matches(obs, reference(streams, cfg))
     assert aligner.pending == 0 and aligner.resets == 0
+    assert not any(k.startswith("future:") for k in aligner.counters), aligner.counters
 
 
 @FAST
@@ -243,10 +244,52 @@ def test_interleavings_give_identical_observations(
     Observations, equal to the all-data reference."""
     streams = make_streams(seed, rates, 2.5, jitter, drop, dup, reorder_s)
     cfg = AlignerConfig(spec=SPEC, reorder_s=reorder_s)
-    obs_a, _ = run(cfg, interleave(streams, seed + 1, delay_a))
-    obs_b, _ = run(cfg, interleave(streams, seed + 2, delay_b))
+    obs_a, aligner_a = run(cfg, interleave(streams, seed + 1, delay_a))
+    obs_b, aligner_b = run(cfg, interleave(streams, seed + 2, delay_b))
     assert_same(obs_a, obs_b)
     assert_matches(obs_a, reference(streams, cfg))
+    # In-contract data never trips the bad-clock rule, so the reference needs no such rule.
+    for aligner in (aligner_a, aligner_b):
+        assert not any(k.startswith("future:") for k in aligner.counters), aligner.counters
+
+
+def bad_reading(kind: str, stamp: int) -> Event:
+    if kind == "audio":
+        return ("audio", stamp - stamp % DT, np.full(800, 9.0, np.float32))
+    shape = (5, 5) if kind == "tactile" else (6,)
+    return (kind, stamp, np.full(shape, 9.0, np.float32))
+
+
+@FAST
+@given(
+    seed=st.integers(0, 2**31),
+    rates=rates_st,
+    kind=st.sampled_from(["audio", *STATE]),
+    ahead_s=st.sampled_from([2.5, 60.0, 3600.0, 1e6]),
+    where=st.floats(0, 1),
+    delay_a=st.floats(0, 0.09),
+    delay_b=st.floats(0, 0.09),
+)
+def test_one_bad_clock_reading_changes_nothing(
+    seed: int, rates: dict[str, float], kind: str, ahead_s: float, where: float, delay_a: float,
+    delay_b: float,
+) -> None:  # fmt: skip
+    """One reading stamped far ahead (bad sensor clock), delivered anywhere after the first frame: it is
+    counted ``future:<kind>`` and the Observations are exactly the reference without it, whatever the
+    interleaving (it moves no clock, so no in-time reading becomes too_old or is evicted)."""
+    streams = make_streams(seed, rates, 2.5, 0.1, 0.1, 0.0, 0.0)
+    cfg = AlignerConfig(spec=SPEC)
+    ref = reference(streams, cfg)
+    for delay, sub in ((delay_a, 1), (delay_b, 2)):
+        events = interleave(streams, seed + sub, delay)
+        first = next(i for i, e in enumerate(events) if e[0] == "image")
+        at = first + 1 + int(where * (len(events) - first - 1))
+        # ahead of the newest stamp any stream (max 2.5 s of data) can have
+        events.insert(at, bad_reading(kind, round((2.5 + ahead_s) * NS_PER_S)))
+        obs, aligner = run(cfg, events)
+        assert_matches(obs, ref)
+        assert aligner.counters[f"future:{kind}"] == 1
+        assert not any(k.startswith(("too_old:", "evicted:", "stale:")) for k in aligner.counters)
 
 
 @settings(max_examples=8, deadline=None)
@@ -419,6 +462,119 @@ def test_reset_and_config_validation() -> None:
         AlignerConfig(tolerance_s=-1)
     with pytest.raises(ValueError):
         AlignerConfig(spec=ModalitySpec(audio_window_s=0.0))
+    for future_s in (0.0, -1.0, 0.2, 0.25, float("nan")):  # must exceed max_wait_s + reorder_s
+        with pytest.raises(ValueError, match="future_s"):
+            AlignerConfig(future_s=future_s, max_wait_s=0.2, reorder_s=0.05)
+    assert AlignerConfig(future_s=0.3, max_wait_s=0.2, reorder_s=0.05).future_s == 0.3
+
+
+def tick(
+    aligner: Aligner, t: int, kinds: tuple[str, ...] = ("tactile", "proprio", "image")
+) -> list[Observation]:
+    out: list[Observation] = []
+    for kind in kinds:
+        if kind == "image":
+            out += aligner.add_image(t, img())
+        elif kind == "tactile":
+            out += aligner.add_tactile(t, np.full((5, 5), t / NS_PER_S, np.float32))
+        else:
+            out += aligner.add_proprio(t, np.full(6, t / NS_PER_S, np.float32))
+    return out
+
+
+def test_future_stamp_counted_and_moves_no_clock() -> None:
+    """One proprio reading an hour ahead (bad sensor clock): dropped as "future:proprio", nothing else
+    changes; every later frame still gets tactile and proprio. The bound is future_s past the newest
+    stamp of the *other* streams, images included."""
+    aligner = Aligner(AlignerConfig(spec=SPEC))
+    period = 33 * MS
+    out = []
+    for k in range(60):
+        out += tick(aligner, k * period)
+    sizes = aligner.buffer_sizes()
+    assert aligner.add_proprio(3600 * NS_PER_S, np.zeros(6, np.float32)) == []
+    assert aligner.counters == {"future:proprio": 1}
+    assert aligner.buffer_sizes() == sizes  # not buffered, nothing evicted, no frame released
+    out = []
+    for k in range(60, 120):
+        out += tick(aligner, k * period)
+    assert [o.stamp_ns for o in out] == [k * period for k in range(60, 120)]
+    assert all(o.tactile is not None and o.proprio is not None for o in out)
+    assert aligner.counters == {"future:proprio": 1}
+    # The bound: future_s (2 s) past the newest other stamp (119 * 33 ms), not past proprio's own.
+    newest = 119 * period
+    aligner.add_tactile(newest + 2 * NS_PER_S + 1, np.zeros((5, 5), np.float32))
+    assert aligner.counters["future:tactile"] == 1
+    aligner.add_tactile(newest + 2 * NS_PER_S, np.zeros((5, 5), np.float32))
+    assert aligner.counters["future:tactile"] == 1  # at the bound: taken
+    # Within the bound the eviction horizon still lies behind the other streams' in-time readings.
+    aligner.add_proprio(newest + period, np.zeros(6, np.float32))
+    assert aligner.counters == {"future:proprio": 1, "future:tactile": 1}
+
+
+def test_camera_outage_is_not_a_future_stamp() -> None:
+    """The camera stops for 5 s while tactile and proprio go on: they vouch for each other, nothing is
+    counted "future:", and the first frame after the outage has both. (With a single non-image stream
+    there is nothing to vouch for it: its readings more than future_s past the last frame are dropped.)"""
+    period = 33 * MS
+    aligner = Aligner(AlignerConfig(spec=SPEC))
+    for k in range(30):
+        tick(aligner, k * period)
+    for k in range(30, 180):
+        tick(aligner, k * period, ("tactile", "proprio"))
+    out = tick(aligner, 180 * period)
+    assert not any(k.startswith(("future:", "too_old:")) for k in aligner.counters), aligner.counters
+    assert [o.stamp_ns for o in out] == [180 * period]
+    assert out[0].tactile is not None and out[0].proprio is not None
+    alone = Aligner(AlignerConfig(spec=SPEC))
+    for k in range(30):
+        tick(alone, k * period, ("tactile", "image"))
+    for k in range(30, 180):
+        tick(alone, k * period, ("tactile",))
+    # last frame at 29 * 33 ms = 0.957 s: readings after 2.957 s (from k = 90) are dropped
+    assert alone.counters == {"future:tactile": 180 - 90}
+
+
+def test_future_stamp_before_the_first_frame_is_dropped_when_it_arrives() -> None:
+    """The very first message is an hour ahead: nothing can show it wrong yet, so it is taken (and
+    blinds the other streams for now), but the first frame drops it as "future:action" and later
+    frames have every stream again."""
+    aligner = Aligner(AlignerConfig(spec=SPEC))
+    aligner.add_action(3600 * NS_PER_S, np.zeros(6, np.float32))
+    assert aligner.counters == {}
+    period = 33 * MS
+    out: list[Observation] = []
+    for k in range(10):
+        out += tick(aligner, k * period, ("tactile", "proprio"))
+        out += aligner.add_action(k * period, np.ones(6, np.float32))
+    out += tick(aligner, 10 * period, ("image",))
+    assert aligner.counters["future:action"] == 1
+    assert aligner.buffer_sizes()["action"] == 0
+    for k in range(11, 40):
+        out += tick(aligner, k * period)
+        out += aligner.add_action(k * period, np.ones(6, np.float32))
+    assert out[-1].missing == ["audio"]
+    assert aligner.counters["future:action"] == 1
+
+
+def test_future_image_costs_one_reset() -> None:
+    """Images are the reference clock, so a frame an hour ahead is not rejected: it is emitted (with no
+    stream active that far ahead), the next in-time frame is a backwards jump (one reset), and the
+    streams are back max_wait_s of data later."""
+    period = 33 * MS
+    aligner = Aligner(AlignerConfig(spec=SPEC))
+    for k in range(60):
+        tick(aligner, k * period)
+    out = aligner.add_image(3600 * NS_PER_S, img())
+    assert [o.stamp_ns for o in out] == [3600 * NS_PER_S] and out[0].tactile is None
+    out = []
+    for k in range(60, 120):
+        out += tick(aligner, k * period)
+    assert aligner.resets == 1 and not any(k.startswith("future:") for k in aligner.counters)
+    assert [o.stamp_ns for o in out] == [k * period for k in range(60, 120)]
+    back = next(i for i, o in enumerate(out) if o.tactile is not None)
+    assert back * period <= aligner.config.max_wait_s * NS_PER_S + 2 * period
+    assert all(o.tactile is not None and o.proprio is not None for o in out[back:])
 
 
 def test_max_pending_forces_oldest_out() -> None:

@@ -25,6 +25,7 @@ from embodied_wm.bench_e2e import (
     proc_cpu_s,
     proc_rss_kb,
     publisher_rate,
+    resolve_fastdds_profile,
     stage_medians,
 )
 
@@ -163,3 +164,26 @@ def test_short_e2e_bench_writes_sane_json(tmp_path: Path) -> None:
     assert r["overhead_ratio"] is not None and math.isfinite(r["overhead_ratio"])
     assert set(r["cpu_percent"]) >= {"perception_node", "passthrough_node", "sensor_publisher"}
     assert r["rss_mb"]["perception_node"] > 20
+    # Every process ran with the package's shared-memory profile (the set-up README recommends).
+    assert r["settings"]["fastdds_profile"].endswith("fastdds_shm.xml"), r["settings"]
+
+
+def test_fastdds_profile_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from embodied_wm.bench_e2e import BenchError
+
+    for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE", "EWM_FASTDDS_SHM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no DEFAULT_FASTRTPS_PROFILES.xml here
+    default = resolve_fastdds_profile(None)
+    assert default is not None and Path(default).name == "fastdds_shm.xml" and Path(default).is_file()
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ  # resolving sets nothing in this process
+    assert resolve_fastdds_profile("") is None and resolve_fastdds_profile("none") is None
+    with pytest.raises(BenchError, match="not found"):
+        resolve_fastdds_profile(tmp_path / "missing.xml")
+    mine = tmp_path / "mine.xml"
+    mine.write_text("<profiles/>")
+    monkeypatch.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", str(mine))
+    assert resolve_fastdds_profile(None) == str(mine)  # the user's own profile wins
+    monkeypatch.setenv("EWM_FASTDDS_SHM", "0")
+    monkeypatch.delenv("FASTRTPS_DEFAULT_PROFILES_FILE")
+    assert resolve_fastdds_profile(None) is None

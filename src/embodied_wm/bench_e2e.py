@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.ros.qos import FASTDDS_PROFILE_VARS, SHM_PROFILE_OPT_OUT, default_shm_profile
 from embodied_wm.ros.sensor_publisher import read_stats
 
 NS_PER_S = 1_000_000_000
@@ -189,6 +190,26 @@ def model_compute_ms(stages: Mapping[str, float]) -> tuple[float | None, str | N
 
 
 # ---------------------------------------------------------------------------------------- harness
+def resolve_fastdds_profile(profile: str | os.PathLike[str] | None) -> str | None:
+    """The Fast DDS profile every process of a run uses. None = what perception_node would pick for
+    itself (``qos.default_shm_profile``: the environment's profile, else config/fastdds_shm.xml), given
+    to the publisher and the floor node too, because a 640x480 frame does not fit Fast DDS's default
+    0.5 MB segment and would go out as UDP fragments, which best-effort readers lose under load; this is
+    the set-up README recommends. "" or "none" = Fast DDS defaults everywhere (to measure them)."""
+    if profile is None:
+        env = dict(os.environ)
+        for var in FASTDDS_PROFILE_VARS:
+            if env.get(var):
+                return env[var]
+        return default_shm_profile(env)
+    text = str(profile)
+    if text.strip().lower() in ("", "none"):
+        return None
+    if not Path(text).is_file():
+        raise BenchError(f"Fast DDS profile {text} not found")
+    return text
+
+
 @dataclass
 class E2EConfig:
     """What to run. ``node_params`` are extra perception_node ROS parameters (name -> value)."""
@@ -212,6 +233,9 @@ class E2EConfig:
     #: that happens to share the DDS domain (another test session on a shared machine) can neither feed
     #: frames into the benchmark nor receive its 27 MB/s camera stream. False = the default topic names.
     isolate: bool = True
+
+    def __post_init__(self) -> None:
+        self.fastdds_profile = resolve_fastdds_profile(self.fastdds_profile)
 
 
 def _ros_value(v: Any) -> str:
@@ -330,6 +354,9 @@ class E2ESetup:
         env["PYTHONUNBUFFERED"] = "1"
         if self.cfg.fastdds_profile:
             env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(Path(self.cfg.fastdds_profile).resolve())
+        else:  # measured on Fast DDS's defaults: the node must not load its own profile either
+            env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+            env[SHM_PROFILE_OPT_OUT] = "0"
         return env
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -673,8 +700,8 @@ def run_e2e_bench(
       seconds: measurement window, after ``warmup_s`` of discarded warm-up.
       rate_hz, width, height: synthetic camera (rgb8) and tick rate of every stream.
       out_path: JSON file to write (parent folders are created; process logs go to ``<out>.logs/``).
-      fastdds_profile: Fast DDS XML profile for every process (e.g. config/fastdds_shm.xml); None keeps
-        the environment's FASTRTPS_DEFAULT_PROFILES_FILE, if any.
+      fastdds_profile: Fast DDS XML profile for every process; None = the environment's, else the
+        package's config/fastdds_shm.xml (what perception_node loads by itself); "" = Fast DDS defaults.
       warmup_s: seconds after the first prediction that are not measured (JIT, caches, discovery).
       domain_id: DDS domain; None picks a random private one (never floods a live robot domain).
       node_params: extra perception_node parameters, e.g. {"qos.camera.reliability": "reliable"}.
@@ -699,7 +726,7 @@ def run_e2e_bench(
         rate_hz=float(rate_hz),
         width=int(width),
         height=int(height),
-        fastdds_profile=str(fastdds_profile) if fastdds_profile else None,
+        fastdds_profile=None if fastdds_profile is None else str(fastdds_profile),
         domain_id=domain_id,
         log_dir=out.with_name(out.name + ".logs"),
         node_params=dict(node_params or {}),
@@ -760,7 +787,7 @@ def run_e2e_bench(
             "width": width,
             "height": height,
             "encoding": "rgb8",
-            "fastdds_profile": cfg.fastdds_profile or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"),
+            "fastdds_profile": cfg.fastdds_profile or "none (Fast DDS defaults)",
             "domain_id": setup.domain_id,
             "namespace": setup.namespace,
             "node_name": setup.node_name,

@@ -227,7 +227,7 @@ def run_soak(
             "width": width,
             "height": height,
             "warmup_fraction": warmup_fraction,
-            "fastdds_profile": fastdds_profile,
+            "fastdds_profile": cfg.fastdds_profile or "none (Fast DDS defaults)",
             "node_params": cfg.node_params,
             "max_rss_growth_pct": max_rss_growth_pct,
             "max_drift_ms_per_min": max_drift_ms_per_min,

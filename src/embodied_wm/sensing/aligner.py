@@ -20,6 +20,18 @@ streams, not on how topics interleave (live DDS delivery vs. a bag read in stamp
 * Out-of-order delivery *within* a topic is deterministic only with ``reorder_s`` >= the reordering
   span (frames then wait that much longer); with the default 0 late readings are still inserted in
   place but may miss frames already emitted.
+* Bad clocks: a non-image reading stamped more than ``future_s`` ahead of the newest stamp of every
+  *other* stream, images included (a sensor with a bad clock, a corrupted header), is dropped and
+  counted ``future:<modality>`` without touching any buffer or clock. Taken, it would move the
+  eviction horizon past every in-time reading: all streams ``too_old`` until data time reached it.
+  Comparing with the other streams, not with the camera alone, keeps a camera outage from turning
+  every reading into ``future:`` (the counter names the stream whose stamps are wrong), and data
+  within the topic-lag contract never trips it, so the result stays independent of interleaving.
+  With no other stream yet (the very first message) there is no reference and the reading is taken;
+  when the image clock starts (first frame, reset), buffered readings more than ``future_s`` ahead
+  of that frame are dropped and counted the same way (what they evicted meanwhile stays lost).
+  A future *image* is not rejected (it is the reference): it is emitted, readings stay ``too_old``
+  until the next in-time image, which is a backwards jump of the image clock, i.e. one reset.
 """
 
 from __future__ import annotations
@@ -58,6 +70,14 @@ class AlignerConfig:
     reorder_s: float = 0.0
     #: Frames held at most; beyond this the oldest is emitted early (counted as forced).
     max_pending: int = 64
+    #: A non-image reading stamped more than this ahead of every other stream (images included) is
+    #: a bad stamp: dropped, counted "future:<modality>". Must exceed max_wait_s + reorder_s, the lead
+    #: in-time data may have; 2 s leaves room for a slow camera's frame gaps (1 Hz, dropped frames)
+    #: and, being <= buffer_s, keeps a bad stamp *within* the bound from pushing the eviction horizon
+    #: (about buffer_s + max_wait_s + tolerance_s + audio window behind the newest stamp) past other
+    #: streams' in-time readings. Such a stamp can still make its own stream's next readings look like
+    #: a backwards jump (stashed, lost) for up to future_s - reset_jump_s of data time.
+    future_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.spec.audio_window_samples < 1:
@@ -73,6 +93,11 @@ class AlignerConfig:
             )
         if self.max_items < 1 or self.max_pending < 1:
             raise ValueError("AlignerConfig.max_items and max_pending must be >= 1")
+        if not self.future_s > self.max_wait_s + self.reorder_s:  # also rejects NaN
+            raise ValueError(
+                f"AlignerConfig.future_s ({self.future_s}) must exceed max_wait_s + reorder_s "
+                f"({self.max_wait_s} + {self.reorder_s}): in-time readings may lead the images that much"
+            )
 
 
 class _Stream:
@@ -144,6 +169,7 @@ class Aligner:
         self._max_wait = round(cfg.max_wait_s * NS_PER_S)
         self._reorder = round(cfg.reorder_s * NS_PER_S)
         self._jump = round(cfg.reset_jump_s * NS_PER_S)
+        self._future = round(cfg.future_s * NS_PER_S)
         # History needed behind the newest stamp: activity look-back from the oldest frame that can
         # still be pending, plus the audio window and tolerance.
         self._horizon = round(
@@ -156,7 +182,8 @@ class Aligner:
         self._pending: list[tuple[np.ndarray, str]] = []
         self._image_newest: int | None = None
         self._last_emitted: int | None = None
-        #: Reasons for dropping input, e.g. "duplicate:tactile", "out_of_order:image", "evicted:audio".
+        #: Reasons for dropping input, e.g. "duplicate:tactile", "out_of_order:image", "evicted:audio",
+        #: "too_old:proprio", "future:action" (more than future_s ahead of every other stream).
         self.counters: Counter[str] = Counter()
         #: Backwards jumps of the image stream that cleared the buffers.
         self.resets = 0
@@ -204,7 +231,10 @@ class Aligner:
             return []
         self._pending_stamps.insert(i, stamp)
         self._pending.insert(i, (rgb, frame_id))
-        if self._image_newest is None or stamp > self._image_newest:
+        if self._image_newest is None:
+            self._image_newest = stamp
+            self._drop_future()
+        elif stamp > self._image_newest:
             self._image_newest = stamp
         out: list[Observation] = []
         while len(self._pending_stamps) > self.config.max_pending:
@@ -259,6 +289,11 @@ class Aligner:
             # Far ahead of the images right after a reset: a late message from the old epoch.
             self.counters[f"stale:{m}"] += 1
             return False
+        ref = self._newest(but=m)
+        if ref is not None and stamp > ref + self._future:
+            # Far ahead of every other stream: a bad stamp. Taking it would move every clock to it.
+            self.counters[f"future:{m}"] += 1
+            return False
         newest = self._newest()
         if newest is not None and stamp < newest - self._horizon:
             self.counters[f"too_old:{m}"] += 1
@@ -269,11 +304,27 @@ class Aligner:
         s.after_reset = False
         return True
 
-    def _newest(self) -> int | None:
-        stamps = [s.newest for s in self._streams.values() if s.newest is not None]
+    def _newest(self, but: str | None = None) -> int | None:
+        """Newest stamp on any stream (images included), leaving out stream ``but``."""
+        stamps = [s.newest for m, s in self._streams.items() if s.newest is not None and m != but]
         if self._image_newest is not None:
             stamps.append(self._image_newest)
         return max(stamps) if stamps else None
+
+    def _drop_future(self) -> None:
+        """When the image clock starts (first frame, after a reset): drop buffered readings stamped
+        more than future_s ahead of it, taken while nothing could show them wrong. Normally a no-op."""
+        assert self._image_newest is not None
+        limit = self._image_newest + self._future
+        for m, s in self._streams.items():
+            if s.newest is None or s.newest <= limit:
+                continue
+            n = bisect.bisect_right(s.stamps, limit)
+            self.counters[f"future:{m}"] += len(s.stamps) - n
+            del s.stamps[n:], s.values[n:]
+            s.newest = s.stamps[-1] if s.stamps else None
+            if m == "audio":
+                self._audio_samples = sum(v.size for v in s.values)
 
     def _clear_images(self) -> None:
         self._pending_stamps.clear()
