@@ -661,6 +661,13 @@ def test_lifecycle_services_and_predict_rollout(spawn: Callable, probe: Probe, t
     time.sleep(1.0)
     assert len(probe.get("frames")) == n_before
     assert change(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
+    # The service is served by the companion node (its own executor thread) and goes with cleanup.
+    assert (f"{NODE}_rollout", "/") in probe.node.get_node_names_and_namespaces()
+    probe.wait_for(
+        lambda: f"/{NODE}/predict_rollout" not in dict(probe.node.get_service_names_and_types()),
+        10,
+        "predict_rollout removed by cleanup",
+    )
     # And back again: configure + activate after cleanup works.
     assert change(Transition.TRANSITION_CONFIGURE) and change(Transition.TRANSITION_ACTIVATE)
     _alive(node)
