@@ -1,4 +1,5 @@
-"""`embodied-wm`: one command, subcommands per job (sim, train, export, build-engine, bench, eval, soak).
+"""`embodied-wm`: one command, subcommands per job (sim, train, export, build-engine, bench, eval,
+eval-planner, soak).
 
 Each subsystem owns its subcommand's arguments (an ``add_parser``/``add_parsers`` function next to the
 code it drives); this module only assembles them and turns expected failures into one-line errors.
@@ -19,6 +20,7 @@ _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("embodied_wm.train.cli", "add_parser"),
     ("embodied_wm.runtime.cli", "add_parsers"),
     ("embodied_wm.eval.cli", "add_parser"),
+    ("embodied_wm.eval.planning", "add_parser"),
     ("embodied_wm.soak", "add_parser"),
 )
 

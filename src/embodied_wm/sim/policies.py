@@ -62,7 +62,14 @@ class ScriptedPolicy:
     _frames_on_wp: int = 0
 
     def _new_segment(self, s: PolicyState) -> None:
-        kind = SEGMENT_KINDS[int(self.rng.choice(len(SEGMENT_KINDS), p=SEGMENT_WEIGHTS))]
+        self.begin(SEGMENT_KINDS[int(self.rng.choice(len(SEGMENT_KINDS), p=SEGMENT_WEIGHTS))], s)
+
+    def begin(self, kind: str, s: PolicyState) -> None:
+        """Start a segment of ``kind`` (one of SEGMENT_KINDS) now, replacing the current plan; its speed
+        and target are drawn from the policy's rng as for a random segment. Push and tap need an object
+        and become a sweep without one. (The planner evaluation uses this for its scripted goal push.)"""
+        if kind not in SEGMENT_KINDS:
+            raise ValueError(f"unknown segment kind {kind!r}; expected one of {SEGMENT_KINDS}")
         if kind in ("push", "tap") and len(s.objects) == 0:
             kind = "sweep"
         self.kind = kind
