@@ -77,6 +77,7 @@ def test_outputs_and_keys(result: tuple[dict, Path, str]) -> None:
     # Planner settings not given come from planner_node's parameter table (config/planner.yaml).
     assert doc["settings"]["planner"]["goal_weight"] == 1.0
     assert doc["settings"]["planner"]["elite_fraction"] == 0.25
+    assert doc["settings"]["goal_mode"] == "last"  # score_rollout's default, as the nodes score
     assert len(doc["episodes"]) == 1
     assert [s["episode"] for s in doc["skipped"]] == [0, 1]
     ep = doc["episodes"][0]
@@ -146,6 +147,7 @@ def test_start_at_push_stroke(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--controllers", "cem", "teleport"], "teleport"),
         (["--backend", "magic"], "--backend"),
         (["--start-at", "middle"], "--start-at"),
+        (["--goal-mode", "best"], "--goal-mode"),
     ],
 )
 def test_bad_options_one_line(tmp_path: Path, args: list[str], needle: str) -> None:

@@ -286,6 +286,33 @@ def test_score_rollout() -> None:
     assert int(np.argmax(scores)) == 2 and scores[2] == pytest.approx(1.0)
 
 
+def test_score_rollout_goal_modes() -> None:
+    from embodied_wm.observation import Rollout
+    from embodied_wm.ros.perception_node import score_rollout
+
+    goal = np.zeros((16, 16, 3), np.uint8)
+    goal[2:4, 2:4] = 255  # the object's goal position; the current image has it elsewhere
+    current = np.zeros_like(goal)
+    current[10:12, 10:12] = 255
+    frames = np.zeros((2, 3, 16, 16, 3), np.uint8)
+    frames[:, :] = current
+    # Candidate 0 moves the object to the goal but its finger ends at a far corner (many pixels off);
+    # candidate 1 leaves the object and keeps the scene otherwise identical to the goal.
+    frames[0, -1] = goal
+    frames[0, -1, 8:16, 0:6] = 200
+    r = Rollout(0, 1, frames, np.zeros((2, 1, 16, 16), np.float32), ("contact",))
+    w = {"contact": 0.0, "goal": 1.0}
+    _, last = score_rollout(r, w, goal)
+    _, region = score_rollout(r, w, goal, "region", current)
+    assert last["goal"][1] > last["goal"][0]  # whole-image MSE prefers the idle candidate
+    assert region["goal"][0] == 0.0 and region["goal"][0] > region["goal"][1]
+    # Without a reference the candidates' mean first frame stands in for the current image.
+    _, region_default = score_rollout(r, w, goal, "region")
+    np.testing.assert_allclose(region_default["goal"], region["goal"])
+    with pytest.raises(ValueError, match="goal_mode"):
+        score_rollout(r, w, goal, "nope")
+
+
 def test_cem_sampler() -> None:
     from embodied_wm.ros.planner_node import CemSampler
 

@@ -3,6 +3,7 @@
     embodied-wm eval-planner --model models/tiny --episodes 10 --steps 30 --out DIR
                              [--seed 7000] [--controllers cem random zero scripted]
                              [--start-at scene|push-stroke] [--no-delay-compensation]
+                             [--goal-mode last|region]
                              [--num-candidates N --iterations N --max-speed V --active-dims 0 1 ...]
 
 Protocol, per episode i (simulator scene ``Episode(seed, i)``; ``models/tiny`` was trained on
@@ -26,6 +27,8 @@ never saw):
    * ``cem``: planner_node's ``CemSampler`` and perception_node's ``score_rollout`` (imported, not copied)
      over ``backend.rollout`` of the candidates, receding horizon: the first action of the best sequence
      is executed each step. Settings default to planner_node's parameters (config/planner.yaml).
+     ``--goal-mode`` picks ``score_rollout``'s goal comparison (default ``last``, as the nodes use);
+     ``region`` takes the latest Observation's image as the reference the goal is compared with.
    * ``random``: uniform random actions within the same bounds (``CemSampler.sample(uniform=True)``).
    * ``zero``: the finger holds still.
    * ``scripted``: the goal run's own actions replayed; an upper reference that must reproduce the goal
@@ -141,9 +144,12 @@ class PlanningOptions:
     min_push: float = 0.01
     max_attempts: int = 5
     start_at: str = "scene"
+    #: score_rollout's goal_mode for cem (perception_node.GOAL_MODES).
+    goal_mode: str = "last"
 
     def validate(self) -> None:
         from embodied_wm.ros import params as P
+        from embodied_wm.ros.perception_node import GOAL_MODES
         from embodied_wm.runtime.select import NAMES
 
         if self.backend not in NAMES:
@@ -162,6 +168,8 @@ class PlanningOptions:
                 raise PlanningError(f"{name} must be >= {lo}, got {val}")
         if not (self.min_push > 0 and math.isfinite(self.min_push)):
             raise PlanningError(f"--min-push must be > 0 (metres), got {self.min_push}")
+        if self.goal_mode not in GOAL_MODES:
+            raise PlanningError(f"--goal-mode must be one of {', '.join(GOAL_MODES)}, got {self.goal_mode!r}")
         if self.start_at not in START_AT:
             raise PlanningError(f"--start-at must be one of {', '.join(START_AT)}, got {self.start_at!r}")
         if not self.controllers:
@@ -291,6 +299,7 @@ class CemController:
         seed: int,
         ep: Episode,
         delay_compensation: bool,
+        goal_mode: str = "last",
     ) -> None:
         from embodied_wm.pipeline import Pipeline
         from embodied_wm.ros import conversions as conv
@@ -302,6 +311,7 @@ class CemController:
         self.cfg = dict(planner)
         self.seed = seed
         self.compensate = delay_compensation
+        self.goal_mode = goal_mode
         # What planner_node sends (score_channels ["goal", "contact"]) merged as perception_node does.
         self.weights = dict(DEFAULT_SCORE_WEIGHTS)
         self.weights.update(
@@ -376,12 +386,17 @@ class CemController:
         n = int(c["num_candidates"])
         samples = scores = None
         terms: dict[str, np.ndarray] = {}
+        reference = None
+        if self.goal_mode == "region" and obs.image is not None:
+            from embodied_wm.ros import conversions as conv
+
+            reference = conv.resize_area(obs.image, *be.image_size)
         for _ in range(int(c["iterations"])):
             samples = self.sampler.sample(n)
             full = self.sampler.full(samples)
             cand = np.concatenate([np.broadcast_to(known, (n, *known.shape)), full], axis=1)
             rollout = be.rollout(cand)
-            scores, terms = score_rollout(rollout, self.weights, self.goal)
+            scores, terms = score_rollout(rollout, self.weights, self.goal, self.goal_mode, reference)
             self.sampler.refit(samples, scores)
         assert samples is not None and scores is not None
         for name, term in terms.items():
@@ -719,6 +734,7 @@ def _evaluate_episode(
                     _sub_seed(int(opts.planner["seed"]), opts.seed, goal.episode),
                     ep,
                     opts.delay_compensation,
+                    opts.goal_mode,
                 )
             elif name == "random":
                 seed = _sub_seed(int(opts.planner["seed"]), opts.seed, goal.episode, 1)
@@ -871,6 +887,13 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="sample all K actions from the one-frame-old state, as planner_node does",
     )
+    p.add_argument(
+        "--goal-mode",
+        default="last",
+        metavar="MODE",
+        help="cem's goal term (perception_node.score_rollout): last (default, as the nodes score) or "
+        "region (the goal MSE only where the goal differs from the current image, dilated)",
+    )
     g = p.add_argument_group("planner settings (default: planner_node's parameters, config/planner.yaml)")
     g.add_argument("--num-candidates", type=int, default=None, metavar="N")
     g.add_argument("--iterations", type=int, default=None, metavar="N")
@@ -927,6 +950,7 @@ def options_from_args(args: argparse.Namespace) -> PlanningOptions:
         min_push=args.min_push,
         max_attempts=args.max_attempts,
         start_at=args.start_at,
+        goal_mode=args.goal_mode,
     )
     opts.validate()
     return opts
