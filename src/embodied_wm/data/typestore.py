@@ -17,14 +17,9 @@ OWN_MESSAGES = ("TactileArray", "AudioFrame", "PredictedFrames", "AffordanceMap"
 
 def interface_dir() -> Path:
     """The directory holding msg/ and srv/: the source checkout, or share/embodied_wm when installed."""
-    here = Path(__file__).resolve()
-    candidates = [here.parents[3]]  # <repo>/src/embodied_wm/data/typestore.py -> <repo>
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from embodied_wm.resources import package_roots
 
-        candidates.append(Path(get_package_share_directory("embodied_wm")))
-    except Exception:
-        pass
+    candidates = package_roots()
     for cand in candidates:
         if (cand / "msg" / "TactileArray.msg").is_file():
             return cand

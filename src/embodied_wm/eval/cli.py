@@ -27,11 +27,11 @@ PROG = "embodied-wm eval"
 BACKEND_CHOICES = ("auto", "onnxruntime", "pytorch", "tensorrt")
 
 
-def _one_line_error(parser: argparse.ArgumentParser) -> None:
+def one_line_errors(parser: argparse.ArgumentParser, prog: str = PROG) -> None:
     """Argument errors as one line (argparse's default adds the whole usage text)."""
 
     def error(message: str) -> NoReturn:
-        print(f"{PROG}: error: {message} (see --help)", file=sys.stderr)
+        print(f"{prog}: error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
     parser.error = error  # type: ignore[method-assign]
@@ -91,7 +91,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     geo.add_argument("--horizon", type=int, default=8)
     geo.add_argument("--dt-ms", type=float, default=100.0)
     p.set_defaults(func=run)
-    _one_line_error(p)
+    one_line_errors(p)
     return p
 
 

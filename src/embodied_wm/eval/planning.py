@@ -55,9 +55,10 @@ position. Summary per controller: mean / median of ``object_dist_norm``, the mea
 ended closer to the goal than random by more than 1 mm (wins), within 1 mm (ties), and wins / episodes.
 
 Output (DIR/planning.json, schema ``embodied_wm.planning/1``):
-  ``settings``: every option; ``model``: model_dir, model_id, backend describe(); ``machine``: cpu,
-  cores, platform; ``wall_s``; ``timing``: cem milliseconds per control step (Pipeline feed + predict +
-  all CEM rollouts and scoring; simulation excluded) as mean / p50 / p95 and count;
+  ``settings``: every option; ``model``: model_dir, model_id, backend describe(); ``machine``:
+  ``bench_e2e.device_info()`` (cpu_model, cpu_cores, platform, load); ``wall_s``; ``timing``: cem
+  milliseconds per control step (Pipeline feed + predict + all CEM rollouts and scoring; simulation
+  excluded) as mean / p50 / p95 and count;
   ``episodes``: per episode seed, episode, goal_object (index, shape), push_displacement_m,
   push_done_step (control step at which the scripted push finished, None if still running at the end),
   prefix_steps (scripted approach steps replayed before control, 0 unless ``--start-at push-stroke``),
@@ -74,14 +75,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -527,8 +526,9 @@ def _xy_dist(a: np.ndarray, b: np.ndarray) -> float:
 
 def pixel_mse(a: np.ndarray, b: np.ndarray) -> float:
     """Mean squared difference of two uint8 images with pixels scaled to [0, 1]."""
-    d = a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0
-    return float(np.mean(d * d))
+    from embodied_wm.eval.metrics import mse
+
+    return mse(a, b) / 255.0**2
 
 
 def metrics(trace: Trace, goal: Goal) -> dict[str, Any]:
@@ -612,25 +612,6 @@ def summarize(episodes: list[dict[str, Any]], controllers: Sequence[str]) -> dic
     return out
 
 
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_avg_1min_at_start": load,
-    }
-
-
 def _sub_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
@@ -641,7 +622,9 @@ def evaluate(opts: PlanningOptions, progress: Callable[[], None] | None = None) 
     from embodied_wm.runtime.select import create_backend
 
     t_start = time.perf_counter()
-    machine = _machine()
+    from embodied_wm.bench_e2e import device_info
+
+    machine = device_info()
     backend = None
     if "cem" in opts.controllers:
         backend = create_backend(opts.backend, model_dir=opts.model_dir, device=opts.device)
@@ -837,16 +820,6 @@ def summary_line(doc: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def _one_line_error(parser: argparse.ArgumentParser) -> None:
-    """Argument errors as one line (argparse's default adds the whole usage text)."""
-
-    def error(message: str) -> NoReturn:
-        print(f"{PROG}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-    parser.error = error  # type: ignore[method-assign]
-
-
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--model", metavar="DIR", default=None, help="model directory (default: the shipped models/tiny)"
@@ -907,7 +880,9 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--contact-weight", type=float, default=None, metavar="W")
     g.add_argument("--planner-seed", type=int, default=None, metavar="S")
     p.set_defaults(func=run)
-    _one_line_error(p)
+    from embodied_wm.eval.cli import one_line_errors
+
+    one_line_errors(p, PROG)
     return p
 
 

@@ -80,15 +80,9 @@ GOAL_REGION_DILATE_PX = 3
 # ------------------------------------------------------------------------------------ helpers
 def model_dir_candidates() -> list[Path]:
     """Where the package's shipped model may be: share/embodied_wm/models/tiny, then <repo>/models/tiny."""
-    candidates: list[Path] = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from embodied_wm.resources import package_file_candidates
 
-        candidates.append(Path(get_package_share_directory("embodied_wm")) / "models" / "tiny")
-    except Exception:  # not installed / no ament index: the source tree only
-        pass
-    candidates.append(Path(__file__).resolve().parents[3] / "models" / "tiny")
-    return candidates
+    return package_file_candidates("models", "tiny")
 
 
 def default_model_dir() -> Path | None:
@@ -161,17 +155,6 @@ def create_backend_with_fallback(
         return _create_backend(fallback, None, device), skipped
 
 
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Binary dilation of an H x W mask by a (2r + 1)-pixel square."""
-    h, w = mask.shape
-    padded = np.pad(mask, r)
-    out = np.zeros_like(mask)
-    for dy in range(2 * r + 1):
-        for dx in range(2 * r + 1):
-            out |= padded[dy : dy + h, dx : dx + w]
-    return out
-
-
 def _goal_term(rollout: Rollout, goal: np.ndarray, mode: str, reference: np.ndarray | None) -> np.ndarray:
     """Per-candidate negative mean squared difference to the goal, see ``score_rollout``."""
     n = int(rollout.frames.shape[0])
@@ -183,7 +166,11 @@ def _goal_term(rollout: Rollout, goal: np.ndarray, mode: str, reference: np.ndar
             if reference is not None
             else rollout.frames[:, 0].astype(np.float64).mean(axis=0) / 255.0
         )
-        mask = _dilate(np.abs(ref - g[0]).max(axis=-1) > GOAL_REGION_THRESHOLD, GOAL_REGION_DILATE_PX)
+        import cv2
+
+        changed = (np.abs(ref - g[0]).max(axis=-1) > GOAL_REGION_THRESHOLD).astype(np.uint8)
+        side = 2 * GOAL_REGION_DILATE_PX + 1
+        mask = cv2.dilate(changed, np.ones((side, side), np.uint8)).astype(bool)
         if mask.any():
             return -err[:, mask].mean(axis=1)
     return -err.reshape(n, -1).mean(axis=1)
@@ -402,7 +389,6 @@ class PerceptionNode(LifecycleNode):
         self._backend_skipped: dict[str, str] = {}
         self._pipeline: Any = None
         self._pubs: dict[str, Any] = {}
-        self._subs: list[Any] = []
         self._sub_by_input: dict[str, Any] = {}
         self._service: Any = None
         self._diag_pub: Any = None
@@ -529,7 +515,6 @@ class PerceptionNode(LifecycleNode):
                     qos,
                     event_callbacks=self._event_callbacks(inp, topic),
                 )
-                self._subs.append(sub)
                 self._sub_by_input[inp] = sub
         except Exception as exc:
             self.get_logger().error(f"activate failed: {exc}")
@@ -604,10 +589,9 @@ class PerceptionNode(LifecycleNode):
         return SubscriptionEventCallbacks(incompatible_qos=_incompatible, message_lost=_lost)
 
     def _destroy_subscriptions(self) -> None:
-        self._sub_by_input = {}
-        for sub in self._subs:
+        subs, self._sub_by_input = self._sub_by_input, {}
+        for sub in subs.values():
             self.destroy_subscription(sub)
-        self._subs = []
 
     def _release(self) -> None:
         for pub in self._pubs.values():
@@ -914,17 +898,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"perception_node: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
+        rollout_executor.shutdown(timeout_sec=1.0)
+        if rollout_thread is not None:
+            rollout_thread.join(timeout=1.0)
         if node is not None:
             if node._worker is not None:
                 node._worker.stop()
             executor.remove_node(node)
-            rollout_executor.shutdown(timeout_sec=1.0)
-            if rollout_thread is not None:
-                rollout_thread.join(timeout=1.0)
             node.rollout_node.destroy_node()
             node.destroy_node()
         executor.shutdown(timeout_sec=1.0)
-        rollout_executor.shutdown(timeout_sec=1.0)
         if rclpy.ok():
             rclpy.try_shutdown()
     return 0

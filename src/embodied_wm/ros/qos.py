@@ -91,15 +91,9 @@ SHM_PROFILE_OPT_OUT = "EWM_FASTDDS_SHM"
 
 def shm_profile_candidates() -> list[Path]:
     """Where the package's Fast DDS profile may be: share/embodied_wm/config, then <repo>/config."""
-    candidates: list[Path] = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from embodied_wm.resources import package_file_candidates
 
-        candidates.append(Path(get_package_share_directory("embodied_wm")) / "config" / "fastdds_shm.xml")
-    except Exception:  # not installed / no ament index: the source tree only
-        pass
-    candidates.append(Path(__file__).resolve().parents[3] / "config" / "fastdds_shm.xml")
-    return candidates
+    return package_file_candidates("config", "fastdds_shm.xml")
 
 
 def default_shm_profile(env: MutableMapping[str, str] | None = None, cwd: Path | None = None) -> str | None:

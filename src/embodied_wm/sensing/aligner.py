@@ -294,7 +294,8 @@ class Aligner:
             # Far ahead of every other stream: a bad stamp. Taking it would move every clock to it.
             self.counters[f"future:{m}"] += 1
             return False
-        newest = self._newest()
+        # Newest over all streams = the other streams' newest and this one's (one pass, per reading).
+        newest = max((t for t in (ref, s.newest) if t is not None), default=None)
         if newest is not None and stamp < newest - self._horizon:
             self.counters[f"too_old:{m}"] += 1
             return False
