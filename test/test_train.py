@@ -145,6 +145,19 @@ def test_training_lowers_loss_resume_and_evaluate(episodes, bags: Path, tmp_path
     state = json.loads((out / "train_state.json").read_text())
     assert state["step"] == 30 and [h["step"] for h in state["history"]] == [25, 30]
 
+    # --init starts a new run from those weights and that config (its normalisation statistics too) with
+    # a fresh optimizer and schedule: at learning rate 0 the weights stay exactly the init's.
+    ft = tmp_path / "finetune"
+    init_args = TrainArgs(data=[str(bags)], out=str(ft), init=str(out), steps=2, batch=4, lr=0.0,
+                          val_every=2, val_fraction=0.0, val_data=[str(bags)], max_val_samples=4,
+                          cache_dir=str(cache), threads=1, warmup=1, progress=False)
+    run_training(init_args)
+    base, tuned = load_checkpoint(out), load_checkpoint(ft)
+    assert json.loads((ft / "train_state.json").read_text())["step"] == 2
+    assert tuned.cfg.action_mean == base.cfg.action_mean and tuned.cfg.proprio_std == base.cfg.proprio_std
+    for (name, a), (_, b) in zip(base.model.state_dict().items(), tuned.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
     m = evaluate_checkpoint(out, [bags], max_samples=6, cache_dir=cache, baselines=True)
     k = loaded.cfg.horizon
     assert len(m["psnr_moving_per_step"]["model"]) == k and len(m["psnr_moving_per_step"]["copy_last"]) == k
@@ -165,6 +178,8 @@ def test_cli_parser() -> None:
     add_parser(sub)
     ns = parser.parse_args(["train", "--data", "a", "b", "--out", "o", "--steps", "5", "--resume"])
     assert ns.data == ["a", "b"] and ns.steps == 5 and ns.resume and callable(ns.func)
+    ns = parser.parse_args(["train", "--data", "a", "--out", "o", "--init", "models/tiny"])
+    assert ns.init == "models/tiny" and not ns.resume
 
 
 def test_teacher_flow_recovers_a_shift() -> None:

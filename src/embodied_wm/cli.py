@@ -1,5 +1,5 @@
 """`embodied-wm`: one command, subcommands per job (sim, train, export, build-engine, bench, eval,
-eval-planner, soak).
+eval-planner, eval-ranking, soak).
 
 Each subsystem owns its subcommand's arguments (an ``add_parser``/``add_parsers`` function next to the
 code it drives); this module only assembles them and turns expected failures into one-line errors.
@@ -21,6 +21,7 @@ _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("embodied_wm.runtime.cli", "add_parsers"),
     ("embodied_wm.eval.cli", "add_parser"),
     ("embodied_wm.eval.planning", "add_parser"),
+    ("embodied_wm.eval.ranking", "add_parser"),
     ("embodied_wm.soak", "add_parser"),
 )
 

@@ -13,8 +13,9 @@ never saw):
 1. Warm-up: ``--warmup`` frames with the finger still (every controller and the goal run alike), so the
    Pipeline's non-camera streams are active when control starts (the Aligner needs 0.2 s of history).
 2. Goal: from there the simulator's scripted approach-push policy (``ScriptedPolicy.begin("push")``: above
-   a randomly drawn object, down, through it, up; then holding still) runs for ``--steps`` control steps at
-   the camera rate (10 Hz). Its last camera frame is the goal image; the object it displaced most is the
+   a randomly drawn object, down, through it, up; then holding still; a waypoint not reached within
+   GOAL_FRAMES_PER_WAYPOINT frames is given up) runs for ``--steps`` control steps at the camera rate
+   (10 Hz). Its last camera frame is the goal image; the object it displaced most is the
    goal object and that object's final xy its goal position; the finger's final position is the finger
    goal. An episode whose push moved no object by ``--min-push`` metres is skipped (listed in the JSON)
    and the next episode index is drawn instead. With ``--start-at push-stroke`` the push's approach
@@ -115,8 +116,11 @@ FEED_KINDS: dict[str, str] = {
 _HOLD_FOREVER = 1_000_000
 #: Where control starts: the scene's initial state, or where the scripted push stroke begins.
 START_AT: tuple[str, ...] = ("scene", "push-stroke")
-#: The scripted approach (above the object, then down beside it) takes at most 2 x 12 frames.
-MAX_APPROACH_STEPS = 30
+#: The goal push gives up a waypoint it has not reached after this many frames (the data generator's
+#: 12 cuts a slow approach short, leaving the finger far from the object where the stroke begins).
+GOAL_FRAMES_PER_WAYPOINT = 40
+#: The scripted approach (above the object, then down beside it) takes at most 2 x 40 frames.
+MAX_APPROACH_STEPS = 2 * GOAL_FRAMES_PER_WAYPOINT + 2
 #: cem and random end "tied" when their final goal-object distances differ by less than this (m).
 TIE_TOLERANCE_M = 0.001
 
@@ -252,6 +256,7 @@ class ScriptedPushController(_Passive):
 
         state = ep.policy_state()
         if self.calls == 0:
+            ep.policy.max_frames_per_waypoint = GOAL_FRAMES_PER_WAYPOINT
             ep.policy.begin("push", state)
             ep.policy.plan.append(Waypoint(state.finger.copy(), 0.0, hold=_HOLD_FOREVER))
         action = ep.scripted_action()

@@ -193,11 +193,11 @@ def score_rollout(
     resolution; None: the mean over candidates of their first predicted frame) by more than
     GOAL_REGION_THRESHOLD, dilated by GOAL_REGION_DILATE_PX (the whole image if none differs), so the
     finger's own pixels elsewhere do not dominate, and the term's spread over candidates is larger (a
-    mean over fewer pixels). Measured with ``embodied-wm eval-planner --goal-mode`` (models/tiny, seed
-    7000, 10 episodes): ``--steps 20 --start-at push-stroke`` normalized goal-object distance mean /
-    median 0.822 / 0.989 with region (beats random 5/10) vs 0.884 / 1.000 with last (3/10); from the
-    scene start (``--steps 40 --active-dims 0 1 2``) neither touches the object (1.000), so the nodes
-    keep ``last``."""
+    mean over fewer pixels). Neither mode is shown better (README, "Does the model steer a push toward
+    a goal?"): closed loop, ``eval-planner --steps 20 --start-at push-stroke`` (seed 7000, 10 episodes)
+    gave region 0.823 / last 0.917 mean normalized goal-object distance with the previous weights and
+    0.890 / 0.901 with the shipped ones; open loop, ``eval-ranking`` scores both alike on the simulator's
+    frames. So the nodes keep ``last``."""
     if goal_mode not in GOAL_MODES:
         raise ValueError(f"goal_mode must be one of {', '.join(GOAL_MODES)}, got {goal_mode!r}")
     n = int(rollout.frames.shape[0])

@@ -59,6 +59,8 @@ class ScriptedPolicy:
     max_speed: float = MAX_SPEED
     plan: list[Waypoint] = field(default_factory=list)
     kind: str = "idle"
+    #: Frames after which a waypoint not yet reached is given up (a blocked motion moves on).
+    max_frames_per_waypoint: int = MAX_FRAMES_PER_WAYPOINT
     _frames_on_wp: int = 0
 
     def _new_segment(self, s: PolicyState) -> None:
@@ -152,7 +154,7 @@ class ScriptedPolicy:
         done = (
             np.linalg.norm(err) < TOLERANCE
             or s.tactile_sum > wp.stop_on_contact
-            or self._frames_on_wp > MAX_FRAMES_PER_WAYPOINT
+            or self._frames_on_wp > self.max_frames_per_waypoint
         )
         if done:
             self._advance()

@@ -446,6 +446,21 @@ class TabletopSim:
         self.data.ctrl[:] = self.target
         mujoco.mj_forward(self.model, self.data)
 
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """The physics state (MuJoCo's integration state: time, qpos, qvel, actuator and warm-start
+        state, controls) and the finger's position target: what ``restore`` needs to replay the same
+        future bit for bit (MuJoCo is deterministic). Sensors outside MuJoCo (audio) are not included."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, state, spec)
+        return state, self.target.copy()
+
+    def restore(self, snap: tuple[np.ndarray, np.ndarray]) -> None:
+        state, target = snap
+        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        self.target = target.copy()
+        mujoco.mj_forward(self.model, self.data)
+
     @property
     def time(self) -> float:
         return float(self.data.time)

@@ -27,6 +27,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="start from this checkpoint's weights and config (fresh optimizer and schedule)")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-data", nargs="+", default=None,
                    help="held-out bags (default: split --data by episode)")
@@ -36,8 +38,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--frame-steps", type=int, default=4,
                    help="horizon steps whose frames are decoded per batch (random subset; 0 = all K)")
-    p.add_argument("--flow-weight", type=float, default=0.0,
-                   help="weight of the teacher optical-flow loss on the warp (0 = off)")
+    p.add_argument("--flow-weight", type=float, default=0.05,
+                   help="weight of the teacher optical-flow loss on the warp (0 = off; without it the model "
+                        "learns to fade a moving finger out instead of moving it; models/tiny: 0.05)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -47,7 +50,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     a = TrainArgs(
         data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch, lr=args.lr,
-        seed=args.seed, device=args.device, resume=args.resume, val_every=args.val_every,
+        seed=args.seed, device=args.device, resume=args.resume, init=args.init, val_every=args.val_every,
         val_data=args.val_data, val_fraction=args.val_fraction, max_val_samples=args.max_val_samples,
         cache_dir=args.cache_dir, threads=args.threads, progress=not args.no_progress,
         frame_steps=args.frame_steps, weights=LossWeights(flow=args.flow_weight),

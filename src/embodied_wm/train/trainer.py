@@ -57,6 +57,9 @@ class TrainArgs:
     seed: int = 0
     device: str = "cpu"
     resume: bool = False
+    #: Checkpoint directory whose weights and config (incl. normalisation statistics) the run starts
+    #: from, with a fresh optimizer and schedule (fine-tuning); ignored when resuming.
+    init: str | None = None
     val_every: int = 500
     val_data: list[str] | None = None
     val_fraction: float = 0.1
@@ -195,6 +198,10 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         start_step, history = int(tstate["step"]), list(tstate.get("history", []))
         best = float(tstate.get("best", -math.inf))
         elapsed0 = float(tstate.get("elapsed_s", 0.0))
+    elif a.init:
+        loaded = load_checkpoint(Path(a.init))
+        cfg, model = loaded.cfg, loaded.model
+        start_step, history, best, elapsed0 = 0, [], -math.inf, 0.0
     else:
         cfg = load_config(a.config)
         start_step, history, best, elapsed0 = 0, [], -math.inf, 0.0
@@ -205,7 +212,7 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         train_eps, val_eps = list(episodes), load_episodes(a.val_data, cfg, a.cache_dir)
     else:
         train_eps, val_eps = split_episodes(episodes, a.val_fraction, a.seed)
-    if not resumed:
+    if not resumed and not a.init:
         cfg = cfg.replace(**stats_from_episodes(train_eps))
         model = WorldModel(cfg)
     model.to(device).train()
