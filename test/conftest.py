@@ -62,6 +62,22 @@ requires_ros = pytest.mark.skipif(
 )
 
 
+def assert_one_line_error(subcommand: str, out: Path, args: list[str], needle: str) -> None:
+    """``embodied-wm SUBCOMMAND --out OUT ARGS`` fails with exactly one stderr line, naming the subcommand
+    and containing ``needle``, and creates no output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "embodied_wm.cli", subcommand, "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0] and lines[0].startswith(f"embodied-wm {subcommand}: error:")
+    assert not out.exists()
+
+
 @pytest.fixture()
 def ros_env() -> dict[str, str]:
     """Environment for a child process that must share this test's DDS domain."""

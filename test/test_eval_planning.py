@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import cv2
 import pytest
-from conftest import REPO, requires_ros
+from conftest import REPO, assert_one_line_error, requires_ros
 
 MODEL = REPO / "models" / "tiny"
 STEPS = 20
@@ -151,14 +149,4 @@ def test_start_at_push_stroke(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ],
 )
 def test_bad_options_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "embodied_wm.cli", "eval-planner", "--out", str(tmp_path / "o"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert needle in lines[0] and lines[0].startswith("embodied-wm eval-planner: error:")
-    assert not (tmp_path / "o").exists()
+    assert_one_line_error("eval-planner", tmp_path / "o", args, needle)

@@ -6,14 +6,12 @@ a look-alike; the ranking statistics), the document it writes, and one-line erro
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, requires_ros
+from conftest import REPO, assert_one_line_error, requires_ros
 
 MODEL = REPO / "models" / "tiny"
 
@@ -145,14 +143,4 @@ def test_eval_ranking_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ],
 )
 def test_bad_options_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "embodied_wm.cli", "eval-ranking", "--out", str(tmp_path / "o"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert needle in lines[0] and lines[0].startswith("embodied-wm eval-ranking: error:")
-    assert not (tmp_path / "o").exists()
+    assert_one_line_error("eval-ranking", tmp_path / "o", args, needle)

@@ -825,31 +825,52 @@ def summary_line(doc: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_episode_arguments(
+    p: argparse.ArgumentParser,
+    backends: str = "auto, onnxruntime, pytorch, tensorrt, copy_last or linear",
+    steps: int = 30,
+    steps_help: str = "control steps per episode (10 Hz)",
+) -> None:
+    """The options eval-planner and eval-ranking share: the model, the scenes and the goal push."""
     p.add_argument(
         "--model", metavar="DIR", default=None, help="model directory (default: the shipped models/tiny)"
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        help="auto, onnxruntime, pytorch, tensorrt, copy_last or linear (default auto)",
-    )
+    p.add_argument("--backend", default="auto", help=f"{backends} (default auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     p.add_argument("--seed", type=int, default=7000, help="scene seed (training used 1000, validation 5000)")
     p.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes evaluated")
     p.add_argument("--first-episode", type=int, default=0, metavar="I", help="first episode index")
-    p.add_argument("--steps", type=int, default=30, metavar="T", help="control steps per episode (10 Hz)")
+    p.add_argument("--steps", type=int, default=steps, metavar="T", help=steps_help)
     p.add_argument("--warmup", type=int, default=3, metavar="W", help="still frames before control (>= 2)")
+    p.add_argument(
+        "--min-push", type=float, default=0.01, metavar="M", help="skip goals moving no object by M m"
+    )
+    p.add_argument("--max-attempts", type=int, default=5, help="give up after this many skips per episode")
+
+
+def model_dir_from_args(args: argparse.Namespace) -> Path | None:
+    """``--model``, else the shipped models/tiny (None for the action-blind baselines, which need none)."""
+    if args.model:
+        return Path(args.model)
+    if args.backend in ("copy_last", "linear"):
+        return None
+    from embodied_wm.ros.perception_node import default_model_dir
+
+    model = default_model_dir()
+    if model is None:
+        raise PlanningError("no --model given and the shipped models/tiny was not found")
+    return model
+
+
+def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    add_episode_arguments(p)
     p.add_argument(
         "--controllers",
         nargs="+",
         default=list(CONTROLLERS),
         metavar="C",
         help=f"subset of {' '.join(CONTROLLERS)}",
-    )
-    p.add_argument(
-        "--min-push", type=float, default=0.01, metavar="M", help="skip goals moving no object by M m"
     )
     p.add_argument(
         "--start-at",
@@ -859,7 +880,6 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "replays the scripted approach (above the object, down beside it) and control starts where the "
         "stroke through the object begins (a goal within a few model horizons)",
     )
-    p.add_argument("--max-attempts", type=int, default=5, help="give up after this many skips per episode")
     p.add_argument(
         "--no-delay-compensation",
         action="store_true",
@@ -907,13 +927,7 @@ def options_from_args(args: argparse.Namespace) -> PlanningOptions:
         for name in PLANNER_SETTINGS
         if getattr(args, "planner_seed" if name == "seed" else name) is not None
     }
-    model = Path(args.model) if args.model else None
-    if model is None and args.backend not in ("copy_last", "linear"):
-        from embodied_wm.ros.perception_node import default_model_dir
-
-        model = default_model_dir()
-        if model is None:
-            raise PlanningError("no --model given and the shipped models/tiny was not found")
+    model = model_dir_from_args(args)
     opts = PlanningOptions(
         out=Path(args.out),
         model_dir=model,

@@ -488,17 +488,9 @@ def summary_line(doc: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- CLI
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument(
-        "--model", metavar="DIR", default=None, help="model directory (default: the shipped models/tiny)"
+    PL.add_episode_arguments(
+        p, "auto, onnxruntime, pytorch or tensorrt", 20, "length of the scripted goal push"
     )
-    p.add_argument("--backend", default="auto", help="auto, onnxruntime, pytorch or tensorrt (default auto)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    p.add_argument("--seed", type=int, default=7000, help="scene seed (training used 1000, validation 5000)")
-    p.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes evaluated")
-    p.add_argument("--first-episode", type=int, default=0, metavar="I", help="first episode index")
-    p.add_argument("--steps", type=int, default=20, metavar="T", help="length of the scripted goal push")
-    p.add_argument("--warmup", type=int, default=3, metavar="W", help="still frames before the push (>= 2)")
     p.add_argument(
         "--state-steps",
         type=int,
@@ -509,10 +501,6 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--candidates", type=int, default=64, metavar="N", help="candidate sequences per state")
     p.add_argument("--max-speed", type=float, default=0.1, metavar="V", help="m/s per planar component")
-    p.add_argument(
-        "--min-push", type=float, default=0.01, metavar="M", help="skip goals moving no object by M m"
-    )
-    p.add_argument("--max-attempts", type=int, default=5, help="give up after this many skips per episode")
     p.set_defaults(func=run)
     from embodied_wm.eval.cli import one_line_errors
 
@@ -531,16 +519,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> RankingOptions:
-    model = Path(args.model) if args.model else None
-    if model is None:
-        from embodied_wm.ros.perception_node import default_model_dir
-
-        model = default_model_dir()
-        if model is None:
-            raise PL.PlanningError("no --model given and the shipped models/tiny was not found")
     opts = RankingOptions(
         out=Path(args.out),
-        model_dir=model,
+        model_dir=PL.model_dir_from_args(args),
         backend=args.backend,
         device=args.device,
         seed=args.seed,
