@@ -20,7 +20,7 @@ build: setup
 	@bash scripts/build.sh
 
 demo: build
-	@$(ENV) python -m embodied_wm.demo --out $(DEMO_OUT)
+	@$(ENV) python -m embodied_wm.tools.demo --out $(DEMO_OUT)
 
 test: build
 	@$(ENV) ruff check src test && mypy

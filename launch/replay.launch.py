@@ -4,7 +4,7 @@ evaluator_node scoring the predictions against the frames that follow.
     ros2 launch embodied_wm replay.launch.py bag:=/path/to/bag [rate:=1.0] [backend:=onnxruntime]
         [model:=DIR] [results_path:=out/results.jsonl] [player:=embodied_wm]
 
-``player:=embodied_wm`` uses the package's own bag player (python -m embodied_wm.ros.bag_player) where
+``player:=embodied_wm`` uses the package's own bag player (python -m embodied_wm.tools.bag_player) where
 rosbag2 is not installed; it publishes the same messages in the same order with /clock.
 """
 
@@ -67,7 +67,7 @@ def generate_launch_description() -> LaunchDescription:
         cmd=[
             "python3",
             "-m",
-            "embodied_wm.ros.bag_player",
+            "embodied_wm.tools.bag_player",
             cfg("bag"),
             "--clock",
             "--rate",

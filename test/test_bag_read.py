@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from embodied_wm.data.bag import (
+from embodied_wm.eval.synthetic import CAMERA_TOPIC, COMPRESSED_TOPIC, SceneConfig, write_bag
+from embodied_wm.io.bag import (
     BagError,
     BagReadReport,
     NoCameraTopicError,
@@ -19,7 +20,6 @@ from embodied_wm.data.bag import (
     find_topics,
     iter_bag_messages,
 )
-from embodied_wm.eval.synthetic import CAMERA_TOPIC, COMPRESSED_TOPIC, SceneConfig, write_bag
 
 N = 12
 TOPICS = 6  # camera, audio, tactile, joints, action, ground-truth affordance

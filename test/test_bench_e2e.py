@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import REPO, requires_ros
 
-from embodied_wm.bench_e2e import (
+from embodied_wm.tools.bench_e2e import (
     cdr_header_stamp_ns,
     latency_summary,
     model_compute_ms,
@@ -107,9 +107,9 @@ def test_cdr_stamp_matches_rclpy_serialization() -> None:
 
 @requires_ros
 def test_synthetic_sensors_decode_and_move() -> None:
-    from embodied_wm.ros.sensor_publisher import SyntheticSensors
     from embodied_wm.sensing.audio import decode_audio
     from embodied_wm.sensing.image import image_to_rgb
+    from embodied_wm.tools.sensor_publisher import SyntheticSensors
 
     s = SyntheticSensors(width=160, height=120, rate_hz=30.0)
     t = 1_000_000_000_000
@@ -140,7 +140,7 @@ def test_short_e2e_bench_writes_sane_json(tmp_path: Path) -> None:
     """~15 s: the real processes over DDS with the linear baseline at a reduced camera size."""
     out = tmp_path / "e2e.json"
     cmd = [
-        sys.executable, "-m", "embodied_wm.bench_e2e", "--backend", "linear", "--seconds", "4",
+        sys.executable, "-m", "embodied_wm.tools.bench_e2e", "--backend", "linear", "--seconds", "4",
         "--warmup", "1", "--width", "320", "--height", "240", "--out", str(out),
         "--domain-id", os.environ["ROS_DOMAIN_ID"],
     ]  # fmt: skip
@@ -169,7 +169,7 @@ def test_short_e2e_bench_writes_sane_json(tmp_path: Path) -> None:
 
 
 def test_fastdds_profile_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from embodied_wm.bench_e2e import BenchError
+    from embodied_wm.tools.bench_e2e import BenchError
 
     for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE", "EWM_FASTDDS_SHM"):
         monkeypatch.delenv(var, raising=False)

@@ -112,7 +112,7 @@ def test_online_and_offline_evaluators_agree(
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from embodied_wm.data.bag import iter_bag_messages
+    from embodied_wm.io.bag import iter_bag_messages
     from embodied_wm.ros import conversions as conv
     from embodied_wm.ros.qos import make_qos
     from embodied_wm.sensing.image import image_to_rgb

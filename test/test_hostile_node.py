@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conftest import LOG_DIR, REPO, requires_ros
 
-from embodied_wm.bench_e2e import cdr_header_stamp_ns, proc_rss_kb
+from embodied_wm.tools.bench_e2e import cdr_header_stamp_ns, proc_rss_kb
 
 pytestmark = [requires_ros, pytest.mark.ros]
 
@@ -49,7 +49,7 @@ class Bus:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
 
-        from embodied_wm.ros.sensor_publisher import SyntheticSensors
+        from embodied_wm.tools.sensor_publisher import SyntheticSensors
 
         self.ctx = Context()
         rclpy.init(context=self.ctx, domain_id=domain_id)
@@ -298,7 +298,7 @@ def test_future_past_and_backwards_stamps(bus: Bus, node_proc: subprocess.Popen)
 
 def test_flood_10x_memory_bounded_and_recovers(bus: Bus, node_proc: subprocess.Popen) -> None:
     """640x480 frames at 300 Hz (10x the camera) with absurd headers between them, for 3 s."""
-    from embodied_wm.ros.sensor_publisher import SyntheticSensors
+    from embodied_wm.tools.sensor_publisher import SyntheticSensors
 
     big = SyntheticSensors(width=640, height=480, rate_hz=300.0)
     before = bus.fresh_counts()

@@ -42,7 +42,7 @@ def _pipeline() -> Any:
 
 
 def _sensors() -> Any:
-    from embodied_wm.ros.sensor_publisher import SyntheticSensors
+    from embodied_wm.tools.sensor_publisher import SyntheticSensors
 
     return SyntheticSensors(width=64, height=48, rate_hz=30.0)
 

@@ -15,13 +15,7 @@ from conftest import requires_ros
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embodied_wm.observation import NS_PER_S, ModalitySpec, Observation, Prediction
-from embodied_wm.pipeline import KINDS, Pipeline, PipelineStats, kind_for_msgtype
-from embodied_wm.runtime.baselines import CopyLastBackend
-from embodied_wm.sensing.aligner import AlignerConfig
-from embodied_wm.sensing.audio import encode_audio_frame_fields
-from embodied_wm.sensing.image import rgb_to_image_fields
-from embodied_wm.sensing.messages import (
+from embodied_wm.io.messages import (
     audio_frame_msg,
     compressed_image_msg,
     float32_multiarray_msg,
@@ -30,6 +24,12 @@ from embodied_wm.sensing.messages import (
     tactile_msg,
     twist_msg,
 )
+from embodied_wm.observation import NS_PER_S, ModalitySpec, Observation, Prediction
+from embodied_wm.pipeline import KINDS, Pipeline, PipelineStats, kind_for_msgtype
+from embodied_wm.runtime.baselines import CopyLastBackend
+from embodied_wm.sensing.aligner import AlignerConfig
+from embodied_wm.sensing.audio import encode_audio_frame_fields
+from embodied_wm.sensing.image import rgb_to_image_fields
 
 MS = 1_000_000
 SPEC = ModalitySpec()
@@ -200,7 +200,7 @@ def test_live_interleaving_matches_bag_replay(tmp_path: Path) -> None:
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-    from embodied_wm.data.typestore import typestore
+    from embodied_wm.io.typestore import typestore
 
     streams = sensor_streams(1.5)
     msgtypes = {

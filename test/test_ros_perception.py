@@ -64,7 +64,7 @@ def _write_synthetic_bag(out: Path, frames: int = 40) -> Path:
     """Fallback: camera/audio/tactile/joints/twist written with rosbags, same topics as the simulator."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from embodied_wm.data.typestore import typestore
+    from embodied_wm.io.typestore import typestore
 
     store = typestore()
     types = {
@@ -430,7 +430,7 @@ def test_bag_replay_predictions_match_offline_pipeline(
     from diagnostic_msgs.msg import DiagnosticArray
     from embodied_wm.msg import AffordanceMap, PredictedFrames
 
-    from embodied_wm.data.bag import iter_bag_messages
+    from embodied_wm.io.bag import iter_bag_messages
     from embodied_wm.pipeline import Pipeline, kind_for_msgtype
     from embodied_wm.ros.conversions import (
         affordance_msg_to_numpy,
@@ -471,7 +471,7 @@ def test_bag_replay_predictions_match_offline_pipeline(
         [
             "python",
             "-m",
-            "embodied_wm.ros.bag_player",
+            "embodied_wm.tools.bag_player",
             str(bag),
             "--clock",
             "--rate",

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import requires_ros
 
+from embodied_wm.io.messages import audio_frame_msg, header
 from embodied_wm.sensing.audio import AudioChunk, decode_audio, encode_audio_frame_fields
 from embodied_wm.sensing.errors import AudioFormatError, NonFiniteError, UnknownEncodingError
-from embodied_wm.sensing.messages import audio_frame_msg, header
 
 FLAVORS = [pytest.param("rclpy", marks=requires_ros), "rosbags"]
 RATE = 16000

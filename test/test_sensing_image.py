@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import requires_ros
 
+from embodied_wm.io.messages import compressed_image_msg, image_msg
 from embodied_wm.sensing.errors import (
     CompressedImageError,
     DataLengthError,
@@ -24,7 +25,6 @@ from embodied_wm.sensing.image import (
     resize_rgb,
     rgb_to_image_fields,
 )
-from embodied_wm.sensing.messages import compressed_image_msg, image_msg
 
 FLAVORS = [pytest.param("rclpy", marks=requires_ros), "rosbags"]
 RNG = np.random.default_rng(1234)

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from conftest import requires_ros
 
-from embodied_wm.sensing.common import stamp_ns
-from embodied_wm.sensing.errors import NonFiniteError, SensingError, ShapeError
-from embodied_wm.sensing.messages import (
+from embodied_wm.io.messages import (
     float32_multiarray_msg,
     header,
     joint_state_msg,
     tactile_msg,
     twist_msg,
 )
+from embodied_wm.sensing.common import stamp_ns
+from embodied_wm.sensing.errors import NonFiniteError, SensingError, ShapeError
 from embodied_wm.sensing.proprio import decode_joint_state, decode_twist
 from embodied_wm.sensing.tactile import decode_float32_multiarray, decode_tactile
 

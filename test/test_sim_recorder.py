@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from embodied_wm.data.typestore import typestore
+from embodied_wm.io.typestore import typestore
 from embodied_wm.sim import cli
 from embodied_wm.sim.recorder import RecordConfig, record, record_episode
 from embodied_wm.sim.scene import TAXEL_COLS, TAXEL_ROWS, TIP_RADIUS

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, requires_ros
 
-from embodied_wm.soak import analyse
+from embodied_wm.tools.soak import analyse
 
 
 def _windows(
@@ -68,7 +68,7 @@ def test_quick_soak_writes_json_and_plot(tmp_path: Path) -> None:
     r = json.loads((tmp_path / "soak.json").read_text())
     png = tmp_path / "soak.png"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert r["kind"] == "embodied_wm.soak" and r["backend"] == "linear"
+    assert r["kind"] == "embodied_wm.tools.soak" and r["backend"] == "linear"
     assert r["device"]["cpu_model"]
     assert r["crashed"] is None, r["crashed"]
     ws = r["windows"]

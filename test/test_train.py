@@ -51,15 +51,15 @@ def bags(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def episodes(bags: Path, tmp_path_factory: pytest.TempPathFactory):
-    from embodied_wm.data.dataset import load_episodes
+    from embodied_wm.train.dataset import load_episodes
 
     cache = tmp_path_factory.mktemp("cache")
     return load_episodes([bags], load_config("tiny"), cache_dir=cache), cache
 
 
 def test_dataset_windows(episodes, bags: Path) -> None:
-    from embodied_wm.data.bag import iter_bag_messages
-    from embodied_wm.data.dataset import WindowDataset, split_episodes
+    from embodied_wm.io.bag import iter_bag_messages
+    from embodied_wm.train.dataset import WindowDataset, split_episodes
 
     eps, _ = episodes
     cfg = load_config("tiny")
@@ -97,7 +97,7 @@ def test_dataset_windows(episodes, bags: Path) -> None:
 
 
 def test_episode_cache_reused(episodes, bags: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import embodied_wm.data.dataset as dataset
+    import embodied_wm.train.dataset as dataset
 
     eps, cache = episodes
     assert len(list(Path(cache).glob("*.npz"))) == 2
@@ -111,9 +111,9 @@ def test_episode_cache_reused(episodes, bags: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_training_lowers_loss_resume_and_evaluate(episodes, bags: Path, tmp_path: Path) -> None:
-    from embodied_wm.data.dataset import WindowDataset
     from embodied_wm.model.checkpoint import load_checkpoint
     from embodied_wm.model.world_model import WorldModel
+    from embodied_wm.train.dataset import WindowDataset
     from embodied_wm.train.evaluate import evaluate_checkpoint
     from embodied_wm.train.losses import LossWeights
     from embodied_wm.train.trainer import TrainArgs, TrainStep, _to_batch, run_training
@@ -183,7 +183,7 @@ def test_cli_parser() -> None:
 
 
 def test_teacher_flow_recovers_a_shift() -> None:
-    from embodied_wm.data.dataset import teacher_flow
+    from embodied_wm.train.dataset import teacher_flow
 
     rng = np.random.default_rng(0)
     cur = np.full((64, 64, 3), 200, np.uint8)

@@ -22,7 +22,7 @@ _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("embodied_wm.eval.cli", "add_parser"),
     ("embodied_wm.eval.planning", "add_parser"),
     ("embodied_wm.eval.ranking", "add_parser"),
-    ("embodied_wm.soak", "add_parser"),
+    ("embodied_wm.tools.soak", "add_parser"),
 )
 
 
@@ -30,7 +30,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "bad input or environment", reported as one line, not a traceback."""
     types: list[type[BaseException]] = [FileNotFoundError, NotADirectoryError, PermissionError]
     for mod, name in (
-        ("embodied_wm.data.bag", "BagError"),
+        ("embodied_wm.io.bag", "BagError"),
         ("embodied_wm.runtime.base", "BackendError"),
         ("embodied_wm.model.checkpoint", "CheckpointError"),
         ("embodied_wm.sensing.errors", "SensingError"),

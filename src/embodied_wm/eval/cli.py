@@ -161,12 +161,12 @@ def run(args: argparse.Namespace) -> int:
     """The eval subcommand. Raises EvalError/BagError/BackendError for expected failures."""
     from tqdm import tqdm
 
-    from embodied_wm.data.bag import bag_info, bag_paths, choose_camera_topic
     from embodied_wm.eval import replay
+    from embodied_wm.io.bag import bag_info, bag_paths, choose_camera_topic
 
     opts = _options(args)
     # A damaged bag is reported once, below, as a warning line; the reader's own log lines would repeat it.
-    logging.getLogger("embodied_wm.data.bag").setLevel(logging.ERROR)
+    logging.getLogger("embodied_wm.io.bag").setLevel(logging.ERROR)
     bags = bag_paths(args.bags)
     # Check every bag before starting work: a bag without a camera fails the run in seconds, not after
     # the others were evaluated.
@@ -233,8 +233,8 @@ def _print_summary(summary: dict[str, Any], n_records: int, wall: float, out: Pa
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    from embodied_wm.data.bag import BagError
     from embodied_wm.eval.replay import EvalError
+    from embodied_wm.io.bag import BagError
     from embodied_wm.runtime.base import BackendError
 
     errs: list[type[BaseException]] = [

@@ -627,7 +627,7 @@ def evaluate(opts: PlanningOptions, progress: Callable[[], None] | None = None) 
     from embodied_wm.runtime.select import create_backend
 
     t_start = time.perf_counter()
-    from embodied_wm.bench_e2e import device_info
+    from embodied_wm.tools.bench_e2e import device_info
 
     machine = device_info()
     backend = None

@@ -380,8 +380,8 @@ def summarize(states: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate(opts: RankingOptions, progress: Callable[[], None] | None = None) -> dict[str, Any]:
-    from embodied_wm.bench_e2e import device_info
     from embodied_wm.runtime.select import create_backend
+    from embodied_wm.tools.bench_e2e import device_info
 
     t0 = time.perf_counter()
     backend = create_backend(opts.backend, model_dir=opts.model_dir, device=opts.device)

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from embodied_wm.data.bag import (
+from embodied_wm.eval.robustness import PERTURBATIONS, perturb
+from embodied_wm.eval.scoring import HorizonScorer, PendingPrediction, ScoredPrediction, StatsTable
+from embodied_wm.io.bag import (
     GROUND_TRUTH_PREFIX,
     BagError,
     BagInfo,
@@ -35,8 +37,6 @@ from embodied_wm.data.bag import (
     choose_camera_topic,
     iter_bag_messages,
 )
-from embodied_wm.eval.robustness import PERTURBATIONS, perturb
-from embodied_wm.eval.scoring import HorizonScorer, PendingPrediction, ScoredPrediction, StatsTable
 from embodied_wm.observation import NS_PER_S, Observation, Prediction
 from embodied_wm.runtime.base import Backend
 
@@ -464,7 +464,7 @@ def _worker_run(args: tuple[int, str, EvalOptions, ModelInfo, str]) -> BagResult
     index, bag, opts, ref, records_path = args
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The parent reports damaged bags once (summary "stopped" and a warning line).
-    logging.getLogger("embodied_wm.data.bag").setLevel(logging.ERROR)
+    logging.getLogger("embodied_wm.io.bag").setLevel(logging.ERROR)
     return evaluate_bag(bag, opts, ref, records_path, bag_index=index, progress_queue=_WORKER_QUEUE)
 
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import yaml
 
-from embodied_wm.data.typestore import typestore
+from embodied_wm.io.typestore import typestore
 from embodied_wm.observation import NS_PER_S
 
 CAMERA_TOPIC = "/camera/image_raw"

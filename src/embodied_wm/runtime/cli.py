@@ -91,7 +91,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.e2e:
         # End to end over DDS: sensor publisher -> perception_node -> this process, plus a pass-through floor.
-        from embodied_wm.bench_e2e import run_e2e_bench
+        from embodied_wm.tools.bench_e2e import run_e2e_bench
 
         run_e2e_bench(
             args.model,

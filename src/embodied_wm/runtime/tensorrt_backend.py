@@ -114,7 +114,7 @@ def iter_bag_observations(bag: str | Path, cfg: Any) -> Iterator[Any]:
     """Observations from a rosbag through ``Pipeline(backend=None).feed``, the decode path of the live
     node and the offline evaluation, so calibration sees exactly what inference will see. One topic per
     message kind (the first by name; a raw image topic wins over a compressed one)."""
-    from embodied_wm.data.bag import find_topics, iter_bag_messages
+    from embodied_wm.io.bag import find_topics, iter_bag_messages
     from embodied_wm.observation import ModalitySpec
     from embodied_wm.pipeline import Pipeline, kind_for_msgtype
 

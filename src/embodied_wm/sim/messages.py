@@ -68,7 +68,7 @@ class RosbagsKit:
     """Messages as rosbags dataclasses from our typestore (serialize with ``store.serialize_cdr``)."""
 
     def __init__(self) -> None:
-        from embodied_wm.data.typestore import typestore
+        from embodied_wm.io.typestore import typestore
 
         self.store = typestore()
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied_wm.data.dataset import Episode, WindowDataset, load_episodes
 from embodied_wm.eval.metrics import ScoreHistogram, moving_mask, psnr, psnr_masked
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
 from embodied_wm.observation import MODALITIES, Observation
+from embodied_wm.train.dataset import Episode, WindowDataset, load_episodes
 
 #: Modality groups accepted by ``ablate``.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -171,7 +171,7 @@ def evaluate_report(
 ) -> dict[str, Any]:
     """The numbers shipped with a model: full evaluation with baselines, plus affordance AUROC/AP with
     each modality group of ``ablations`` masked out."""
-    from embodied_wm.data.bag import bag_paths
+    from embodied_wm.io.bag import bag_paths
     from embodied_wm.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(model_dir, device=device)

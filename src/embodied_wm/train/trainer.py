@@ -30,16 +30,16 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
-from embodied_wm.data.dataset import (
+from embodied_wm.model.checkpoint import load_checkpoint, save_checkpoint
+from embodied_wm.model.config import ModelConfig, load_config
+from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
+from embodied_wm.train.dataset import (
     Episode,
     WindowDataset,
     load_episodes,
     split_episodes,
     stats_from_episodes,
 )
-from embodied_wm.model.checkpoint import load_checkpoint, save_checkpoint
-from embodied_wm.model.config import ModelConfig, load_config
-from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
 from embodied_wm.train.evaluate import evaluate_model
 from embodied_wm.train.losses import LossWeights, affordance_loss, flow_loss, frame_loss, latent_loss
 

@@ -12,7 +12,7 @@ and once more right before each message with that message's log time, so a ``use
 
 Usage::
 
-    python -m embodied_wm.ros.bag_player BAG [--topics /a /b] [--rate 1.0] [--clock [HZ]] [--loop]
+    python -m embodied_wm.tools.bag_player BAG [--topics /a /b] [--rate 1.0] [--clock [HZ]] [--loop]
         [--wait-for /camera/image_raw] [--wait-timeout 30] [--delay 0.5] [--remap /old:=/new]
 
 Exit status 0 when the bag was played, 1 on a bad bag/argument, 2 if --wait-for timed out.
@@ -60,7 +60,7 @@ def iter_raw_messages(path: str | Path, topics: Sequence[str] | None = None) -> 
     """Serialized (CDR) messages of ``path`` in log-time order across topics."""
     from rosbags.highlevel import AnyReader
 
-    from embodied_wm.data.typestore import typestore
+    from embodied_wm.io.typestore import typestore
 
     store = typestore()
     try:
@@ -79,7 +79,7 @@ def iter_raw_messages(path: str | Path, topics: Sequence[str] | None = None) -> 
 
 
 def bag_topics(path: str | Path) -> dict[str, str]:
-    from embodied_wm.data.bag import find_topics
+    from embodied_wm.io.bag import find_topics
 
     try:
         return find_topics(path)

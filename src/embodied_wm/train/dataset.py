@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from embodied_wm.data.bag import BagError, bag_paths, find_topics, iter_bag_messages
+from embodied_wm.io.bag import BagError, bag_paths, find_topics, iter_bag_messages
 from embodied_wm.model.config import ModelConfig
 from embodied_wm.model.preprocess import RAW_KEYS, normalize, normalize_stats, raw_frame
 from embodied_wm.observation import MODALITIES, ModalitySpec, Observation

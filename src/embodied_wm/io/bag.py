@@ -22,7 +22,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_types_from_idl, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
-from embodied_wm.data.typestore import typestore
+from embodied_wm.io.typestore import typestore
 
 log = logging.getLogger(__name__)
 

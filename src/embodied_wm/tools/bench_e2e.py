@@ -18,7 +18,7 @@ megabytes). Every topic lives under a unique namespace and the node gets a uniqu
 so another process that happens to share the DDS domain can neither inject frames nor be flooded.
 
 Use: ``run_e2e_bench(...)`` (wired to ``embodied-wm bench --e2e``) or
-``python -m embodied_wm.bench_e2e --model DIR --seconds 60 --out out/bench/e2e.json``.
+``python -m embodied_wm.tools.bench_e2e --model DIR --seconds 60 --out out/bench/e2e.json``.
 ``E2ESetup`` is the reusable harness (the soak run drives it too).
 """
 
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.ros.qos import FASTDDS_PROFILE_VARS, SHM_PROFILE_OPT_OUT, default_shm_profile
-from embodied_wm.ros.sensor_publisher import read_stats
+from embodied_wm.tools.sensor_publisher import read_stats
 
 NS_PER_S = 1_000_000_000
 DIAGNOSTICS_TOPIC = "/diagnostics"
@@ -434,7 +434,7 @@ class E2ESetup:
             [
                 sys.executable,
                 "-m",
-                "embodied_wm.ros.sensor_publisher",
+                "embodied_wm.tools.sensor_publisher",
                 "--rate",
                 str(self.cfg.rate_hz),
                 "--width",
@@ -877,7 +877,7 @@ def summary_line(r: Mapping[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The bench options, shared by ``python -m embodied_wm.bench_e2e`` and the soak command."""
+    """The bench options, shared by ``python -m embodied_wm.tools.bench_e2e`` and the soak command."""
     p.add_argument("--model", default=None, help="model directory (omit for the baselines)")
     p.add_argument(
         "--backend", default=None, help="perception_node backend (default: auto with --model, else linear)"
@@ -918,7 +918,9 @@ def default_backend(model: str | None, backend: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embodied_wm.bench_e2e", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m embodied_wm.tools.bench_e2e", description=__doc__.splitlines()[0]
+    )
     add_arguments(p)
     p.add_argument("--seconds", type=float, default=30.0, help="measured seconds (after warm-up)")
     p.add_argument(

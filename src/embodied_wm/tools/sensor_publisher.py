@@ -12,7 +12,7 @@ receipt latency. Audio follows a sample clock (see ``SyntheticSensors.audio``): 
 samples since the previous one up to the tick time and is stamped with its FIRST sample (AudioFrame's
 contract), so the chunk ends at the camera frame of the same tick and the Aligner never waits for audio.
 
-Run as a process: ``python -m embodied_wm.ros.sensor_publisher --rate 30 --seconds 60 --stats-file F``.
+Run as a process: ``python -m embodied_wm.tools.sensor_publisher --rate 30 --seconds 60 --stats-file F``.
 The stats file (JSON, rewritten every second and at exit) holds per-topic publish counts and late ticks,
 which the benchmarks use to count drops without subscribing to the 27 MB/s camera stream themselves.
 """

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from embodied_wm.bench_e2e import (
+from embodied_wm.tools.bench_e2e import (
     NS_PER_S,
     BenchError,
     E2EConfig,
@@ -216,7 +216,7 @@ def run_soak(
         node_cmd=node_cmd,
     )
     result: dict[str, Any] = {
-        "kind": "embodied_wm.soak",
+        "kind": "embodied_wm.tools.soak",
         "device": device_info(),
         "backend": backend,
         "model_dir": model_dir,
@@ -393,7 +393,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m embodied_wm.soak", description=__doc__.splitlines()[0] if __doc__ else ""
+        prog="python -m embodied_wm.tools.soak", description=__doc__.splitlines()[0] if __doc__ else ""
     )
     _configure(p)
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""`python -m embodied_wm.demo --out DIR`: the whole live path on one simulated episode, with a report.
+"""`python -m embodied_wm.tools.demo --out DIR`: the whole live path on one simulated episode, with a report.
 
 1. record a short episode with the simulator (reused when DIR/bag already holds one with the same
    settings);
@@ -178,7 +178,7 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 # ------------------------------------------------------------------------------------ report
 def load_bag_frames(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, tuple[list[str], np.ndarray]]]:
     """Camera frames by header stamp, and ground-truth affordance maps by stamp."""
-    from embodied_wm.data.bag import iter_bag_messages
+    from embodied_wm.io.bag import iter_bag_messages
     from embodied_wm.ros.conversions import affordance_msg_to_numpy, time_to_ns
     from embodied_wm.sensing.image import image_to_rgb
 
@@ -434,7 +434,7 @@ bag {_fmt(s["bag"])} · wall time {s["wall_s"]:.1f} s</p>
 
 # -------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m embodied_wm.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m embodied_wm.tools.demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="out/demo", help="report directory")
     p.add_argument("--frames", type=int, default=60, help="camera frames to simulate (10 Hz)")
     p.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|pytorch|copy_last|linear")
@@ -485,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "embodied_wm.ros.bag_player",
+                    "embodied_wm.tools.bag_player",
                     str(bag),
                     "--clock",
                     "--rate",

@@ -20,7 +20,7 @@ FLAVORS: tuple[Flavor, ...] = ("rclpy", "rosbags")
 
 
 def _rb(name: str) -> Any:
-    from embodied_wm.data.typestore import typestore
+    from embodied_wm.io.typestore import typestore
 
     return typestore().types[name]
 

@@ -1,1 +1,0 @@
-"""rosbag2 reading and writing (via `rosbags`) and training datasets."""

@@ -1,0 +1,1 @@
+"""The bottom layer: rosbag2 reading (via `rosbags`), the typestore, and message builders."""
