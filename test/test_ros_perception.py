@@ -415,7 +415,7 @@ def _model_dir() -> Path | None:
     """The shipped model (models/tiny) or EWM_TEST_MODEL_DIR; None when neither has files."""
     import os
 
-    from embodied_wm.ros.perception_node import default_model_dir, model_dir_present
+    from embodied_wm.runtime.select import default_model_dir, model_dir_present
 
     env = os.environ.get("EWM_TEST_MODEL_DIR")
     if env:

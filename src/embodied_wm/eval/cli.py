@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from embodied_wm.runtime.registry import MODEL_BACKENDS, device_problem
+
 log = logging.getLogger(__name__)
 
 PROG = "embodied-wm eval"
-BACKEND_CHOICES = ("auto", "onnxruntime", "pytorch", "tensorrt")
+BACKEND_CHOICES = MODEL_BACKENDS
 
 
 def one_line_errors(parser: argparse.ArgumentParser, prog: str = PROG) -> None:
@@ -121,8 +123,9 @@ def _options(args: argparse.Namespace) -> Any:
         raise EvalError(f"--samples must be >= 0, got {args.samples}")
     if args.horizon < 1 or args.dt_ms <= 0 or min(args.size) < 1:
         raise EvalError("--horizon, --dt-ms and --size must be positive")
-    if args.device not in ("auto", "cpu", "cuda", "gpu") and not str(args.device).startswith("cuda:"):
-        raise EvalError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    problem = device_problem(args.device)
+    if problem:
+        raise EvalError(f"--device {problem}")
     if args.model is not None:
         model = Path(args.model)
         if not model.exists():

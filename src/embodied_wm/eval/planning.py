@@ -25,7 +25,7 @@ never saw):
 3. Every controller starts again from the same initial state (the scene rebuilt from the same seed;
    MuJoCo is deterministic) and runs the same ``--steps`` steps:
 
-   * ``cem``: planner_node's ``CemSampler`` and perception_node's ``score_rollout`` (imported, not copied)
+   * ``cem``: planning.cem's ``CemSampler`` and planning.objectives' ``score_rollout`` (imported, not copied)
      over ``backend.rollout`` of the candidates, receding horizon: the first action of the best sequence
      is executed each step. Settings default to planner_node's parameters (config/planner.yaml).
      ``--goal-mode`` picks ``score_rollout``'s goal comparison (default ``last``, as the nodes use);
@@ -57,7 +57,7 @@ ended closer to the goal than random by more than 1 mm (wins), within 1 mm (ties
 
 Output (DIR/planning.json, schema ``embodied_wm.planning/1``):
   ``settings``: every option; ``model``: model_dir, model_id, backend describe(); ``machine``:
-  ``bench_e2e.device_info()`` (cpu_model, cpu_cores, platform, load); ``wall_s``; ``timing``: cem
+  ``runtime.machine.machine_info()`` (cpu_model, cpu_cores, platform, load); ``wall_s``; ``timing``: cem
   milliseconds per control step (Pipeline feed + predict + all CEM rollouts and scoring; simulation
   excluded) as mean / p50 / p95 and count;
   ``episodes``: per episode seed, episode, goal_object (index, shape), push_displacement_m,
@@ -84,6 +84,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from embodied_wm.runtime.registry import device_problem
 
 if TYPE_CHECKING:
     from embodied_wm.observation import Observation
@@ -147,18 +149,20 @@ class PlanningOptions:
     min_push: float = 0.01
     max_attempts: int = 5
     start_at: str = "scene"
-    #: score_rollout's goal_mode for cem (perception_node.GOAL_MODES).
+    #: score_rollout's goal_mode for cem (planning.objectives.GOAL_MODES).
     goal_mode: str = "last"
 
     def validate(self) -> None:
-        from embodied_wm.ros import params as P
-        from embodied_wm.ros.perception_node import GOAL_MODES
+        from embodied_wm import paramspec as P
+        from embodied_wm.planning.objectives import GOAL_MODES
+        from embodied_wm.planning.params import PLANNER_PARAMS
         from embodied_wm.runtime.select import NAMES
 
         if self.backend not in NAMES:
             raise PlanningError(f"--backend must be one of {', '.join(NAMES)}, got {self.backend!r}")
-        if self.device not in ("auto", "cpu", "cuda", "gpu") and not self.device.startswith("cuda:"):
-            raise PlanningError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        problem = device_problem(self.device)
+        if problem:
+            raise PlanningError(f"--device {problem}")
         for name, val, lo in (
             ("--episodes", self.episodes, 1),
             ("--steps", self.steps, 1),
@@ -182,7 +186,7 @@ class PlanningOptions:
             raise PlanningError(
                 f"unknown controller(s) {', '.join(bad)}; choose from {', '.join(CONTROLLERS)}"
             )
-        specs = P.spec_table(P.PLANNER_PARAMS)
+        specs = P.spec_table(PLANNER_PARAMS)
         for name in PLANNER_SETTINGS:
             if name not in self.planner:
                 self.planner[name] = specs[name].default
@@ -275,7 +279,7 @@ class RandomController(_Passive):
     name = "random"
 
     def __init__(self, planner: Mapping[str, Any], seed: int) -> None:
-        from embodied_wm.ros.planner_node import CemSampler
+        from embodied_wm.planning.cem import CemSampler
 
         self.sampler = CemSampler(
             1,
@@ -306,8 +310,8 @@ class CemController:
         goal_mode: str = "last",
     ) -> None:
         from embodied_wm.pipeline import Pipeline
-        from embodied_wm.ros import conversions as conv
-        from embodied_wm.ros.perception_node import DEFAULT_SCORE_WEIGHTS
+        from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS
+        from embodied_wm.sensing import resize as conv
         from embodied_wm.sim import messages as mk
 
         self.backend = backend
@@ -353,8 +357,8 @@ class CemController:
         self._t_step = time.perf_counter() - t0
 
     def decide(self, ep: Episode, frame: FrameData, step: int) -> np.ndarray:
-        from embodied_wm.ros.perception_node import score_rollout
-        from embodied_wm.ros.planner_node import CemSampler
+        from embodied_wm.planning.cem import CemSampler
+        from embodied_wm.planning.objectives import score_rollout
 
         t0 = time.perf_counter()
         self._decided = True
@@ -392,7 +396,7 @@ class CemController:
         terms: dict[str, np.ndarray] = {}
         reference = None
         if self.goal_mode == "region" and obs.image is not None:
-            from embodied_wm.ros import conversions as conv
+            from embodied_wm.sensing import resize as conv
 
             reference = conv.resize_area(obs.image, *be.image_size)
         for _ in range(int(c["iterations"])):
@@ -627,7 +631,7 @@ def evaluate(opts: PlanningOptions, progress: Callable[[], None] | None = None) 
     from embodied_wm.runtime.select import create_backend
 
     t_start = time.perf_counter()
-    from embodied_wm.tools.bench_e2e import device_info
+    from embodied_wm.runtime.machine import machine_info as device_info
 
     machine = device_info()
     backend = None
@@ -855,7 +859,7 @@ def model_dir_from_args(args: argparse.Namespace) -> Path | None:
         return Path(args.model)
     if args.backend in ("copy_last", "linear"):
         return None
-    from embodied_wm.ros.perception_node import default_model_dir
+    from embodied_wm.runtime.select import default_model_dir
 
     model = default_model_dir()
     if model is None:
@@ -889,7 +893,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--goal-mode",
         default="last",
         metavar="MODE",
-        help="cem's goal term (perception_node.score_rollout): last (default, as the nodes score) or "
+        help="cem's goal term (planning.objectives.score_rollout): last (default, as the nodes score) or "
         "region (the goal MSE only where the goal differs from the current image, dilated)",
     )
     g = p.add_argument_group("planner settings (default: planner_node's parameters, config/planner.yaml)")

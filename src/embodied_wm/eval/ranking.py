@@ -24,7 +24,7 @@ of ``--steps`` steps after its approach; same seeds, same skipping) and per stat
    (``dist_norm``: 1 = where it started, 0 = at the goal; ``at_state`` is the value at t, i.e. no
    progress from there).
 4. Objectives, each computed on the model's frames (``model``) and on the true frames (``true``):
-   ``goal_last`` and ``goal_region`` (``perception_node.score_rollout``'s goal term in its ``last`` and
+   ``goal_last`` and ``goal_region`` (``planning.objectives.score_rollout``'s goal term in its ``last`` and
    ``region`` modes, as planner_node and eval-planner use it), and ``track``: the goal object's
    centroid in the last frame, found by colour inside a window around it, distance to the goal centroid
    (normalized; a lost object counts 1.5). ``track`` is privileged (it is told which pixels are the
@@ -210,7 +210,7 @@ def objective_scores(
     """OBJECTIVES for N candidates' frames (N x K x H x W x 3 uint8); ``current`` is frame t and ``goal``
     the goal image, both at the frames' resolution."""
     from embodied_wm.observation import Rollout
-    from embodied_wm.ros.perception_node import score_rollout
+    from embodied_wm.planning.objectives import score_rollout
 
     n = len(frames)
     ro = Rollout(0, dt_ns, frames, np.zeros((n, 0, *frames.shape[2:4]), np.float32), ())
@@ -249,8 +249,8 @@ def evaluate_state(
     opts: RankingOptions, goal: PL.Goal, state_step: int, backend: Backend, rng: np.random.Generator
 ) -> StateResult:
     """Steps 1-5 of the protocol for one state of one episode."""
-    from embodied_wm.ros import conversions as conv
-    from embodied_wm.ros.perception_node import DEFAULT_SCORE_WEIGHTS, score_rollout
+    from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, score_rollout
+    from embodied_wm.sensing import resize as conv
     from embodied_wm.sim.scene import FIRST_OBJECT_LABEL
 
     popts = opts.planning_options()
@@ -380,8 +380,8 @@ def summarize(states: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate(opts: RankingOptions, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    from embodied_wm.runtime.machine import machine_info as device_info
     from embodied_wm.runtime.select import create_backend
-    from embodied_wm.tools.bench_e2e import device_info
 
     t0 = time.perf_counter()
     backend = create_backend(opts.backend, model_dir=opts.model_dir, device=opts.device)

@@ -19,6 +19,7 @@ from sensor_msgs.msg import Image
 
 from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
 from embodied_wm.observation import NS_PER_S, Prediction, Rollout
+from embodied_wm.sensing.resize import resize_area, resize_nearest
 
 
 # ------------------------------------------------------------------------------------------ time
@@ -66,29 +67,6 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
     from embodied_wm.sensing.image import image_to_rgb
 
     return np.ascontiguousarray(image_to_rgb(msg))
-
-
-def resize_nearest(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of H x W (x C); exact and dependency-free, enough for goal images and
-    previews (the model has its own resampling)."""
-    h, w = img.shape[:2]
-    if (h, w) == (height, width):
-        return img
-    rows = np.minimum((np.arange(height) + 0.5) * h / height, h - 1).astype(np.intp)
-    cols = np.minimum((np.arange(width) + 0.5) * w / width, w - 1).astype(np.intp)
-    return img[rows][:, cols]
-
-
-def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Box-filter resize (averaging) for downscaling goal images to the model resolution."""
-    h, w = img.shape[:2]
-    if (h, w) == (height, width):
-        return img
-    if h % height == 0 and w % width == 0:
-        fy, fx = h // height, w // width
-        x = img.astype(np.float32).reshape(height, fy, width, fx, *img.shape[2:])
-        return np.asarray(x.mean(axis=(1, 3)))
-    return resize_nearest(img, height, width).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------- predictions

@@ -13,114 +13,44 @@ once; everything else (topics, QoS, model, backend) is read on the next configur
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
-#: Backend names create_backend() understands (runtime/select.py).
-BACKENDS: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime", "pytorch", "copy_last", "linear")
-#: Backends that need no model files, usable as the fallback when the model directory is missing.
-BASELINE_BACKENDS: tuple[str, ...] = ("linear", "copy_last")
-DEVICES_HINT = "auto, cpu, cuda or cuda:N"
+from embodied_wm.paramspec import (
+    Check,
+    ParamSpec,
+    any_bool,
+    any_string,
+    flatten,
+    integer,
+    nested,
+    number,
+    one_of,
+    spec_table,
+    topic_name,
+    validate,
+)
+from embodied_wm.planning.params import PLANNER_PARAMS
+from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS, DEVICES_HINT, device_problem
+
 CAMERA_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 TACTILE_TYPES: tuple[str, ...] = ("tactile_array", "float32_multiarray")
 RELIABILITY_NAMES: tuple[str, ...] = ("best_effort", "reliable", "system_default")
 #: Sensor inputs of the perception node, in the order they are subscribed.
 INPUTS: tuple[str, ...] = ("camera", "audio", "tactile", "joint_states", "action")
 
-Check = Callable[[Any], "str | None"]
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any
-    description: str
-    check: Check | None = None
-    #: Declared with dynamic typing (numbers that may be written as int or float); checked by ``check``.
-    number: bool = False
-    #: Applies immediately when changed at run time (otherwise on the next configure).
-    live: bool = False
-
-    def descriptor(self) -> ParameterDescriptor:
-        when = "applies immediately" if self.live else "applies on the next configure"
-        return ParameterDescriptor(
-            name=self.name, description=f"{self.description} ({when})", dynamic_typing=self.number
-        )
-
-
-# ----------------------------------------------------------------------------------------- checks
-def one_of(choices: Iterable[str]) -> Check:
-    allowed = tuple(choices)
-
-    def _check(v: Any) -> str | None:
-        return None if v in allowed else f"must be one of {', '.join(allowed)}; got {v!r}"
-
-    return _check
-
-
-def number(minimum: float | None = None, maximum: float | None = None, strict_min: bool = False) -> Check:
-    def _check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            return f"must be a number; got {v!r}"
-        if not math.isfinite(float(v)):
-            return f"must be finite; got {v!r}"
-        if minimum is not None and (v <= minimum if strict_min else v < minimum):
-            return f"must be {'>' if strict_min else '>='} {minimum}; got {v!r}"
-        if maximum is not None and v > maximum:
-            return f"must be <= {maximum}; got {v!r}"
-        return None
-
-    return _check
-
-
-def integer(minimum: int | None = None, maximum: int | None = None) -> Check:
-    def _check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, int):
-            return f"must be an integer; got {v!r}"
-        if minimum is not None and v < minimum:
-            return f"must be >= {minimum}; got {v}"
-        if maximum is not None and v > maximum:
-            return f"must be <= {maximum}; got {v}"
-        return None
-
-    return _check
-
-
-def topic_name(allow_empty: bool = True) -> Check:
-    """A plausible ROS topic name (absolute, relative or ~/private); '' disables the input."""
-
-    def _check(v: Any) -> str | None:
-        if not isinstance(v, str):
-            return f"must be a string; got {v!r}"
-        if v == "":
-            return None if allow_empty else "must not be empty"
-        body = v[2:] if v.startswith("~/") else v.lstrip("/")
-        ok = body != "" and all(c.isalnum() or c in "_/{}" for c in body) and not body[0].isdigit()
-        if not ok or "//" in v or v.endswith("/"):
-            return f"is not a valid topic name: {v!r}"
-        return None
-
-    return _check
-
 
 def device_name(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return f"must be a string; got {v!r}"
-    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
-        return None
-    return f"must be {DEVICES_HINT}; got {v!r}"
+    return device_problem(v)
 
 
-def any_string(v: Any) -> str | None:
-    return None if isinstance(v, str) else f"must be a string; got {v!r}"
-
-
-def any_bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else f"must be true or false; got {v!r}"
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    when = "applies immediately" if spec.live else "applies on the next configure"
+    return ParameterDescriptor(
+        name=spec.name, description=f"{spec.description} ({when})", dynamic_typing=spec.number
+    )
 
 
 # ------------------------------------------------------------------------------------ perception
@@ -235,101 +165,10 @@ for _inp in INPUTS:
 PERCEPTION_PARAMS: tuple[ParamSpec, ...] = tuple(_PERCEPTION)
 
 
-# --------------------------------------------------------------------------------------- planner
-def _check_active_dims(v: Any) -> str | None:
-    if not isinstance(v, list | tuple) or not v or not all(isinstance(i, int) and 0 <= i < 6 for i in v):
-        return f"must be a non-empty list of integers in 0..5; got {v!r}"
-    return None
-
-
-PLANNER_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec(
-        "service",
-        "/perception_node/predict_rollout",
-        "PredictRollout service of the perception node",
-        topic_name(allow_empty=False),
-    ),
-    ParamSpec(
-        "predictions_topic",
-        "/perception_node/predicted_frames",
-        "PredictedFrames topic (gives the model horizon and dt; paces the planner)",
-        topic_name(allow_empty=False),
-    ),
-    ParamSpec(
-        "action_topic",
-        "/cmd_vel_ee",
-        "where the chosen end-effector twist is published",
-        topic_name(allow_empty=False),
-    ),
-    ParamSpec("goal_topic", "/goal_image", "goal image topic (sensor_msgs/Image); '' = none", topic_name()),
-    ParamSpec(
-        "goal_image",
-        "",
-        "goal image file (PNG/JPEG); '' = none (the topic may still provide one)",
-        any_string,
-    ),
-    ParamSpec("command_frame", "world", "frame_id of the published twist", any_string),
-    ParamSpec(
-        "method", "cem", "cem (cross-entropy method) or random (random shooting)", one_of(("cem", "random"))
-    ),
-    ParamSpec("num_candidates", 32, "candidate action sequences per service call", integer(1, 4096)),
-    ParamSpec("iterations", 2, "CEM iterations per control step (random shooting uses 1)", integer(1, 20)),
-    ParamSpec("elite_fraction", 0.25, "CEM elite fraction", number(0.0, 1.0, strict_min=True), number=True),
-    ParamSpec(
-        "max_speed",
-        0.05,
-        "bound on each commanded linear velocity component (m/s)",
-        number(0.0, strict_min=True),
-        number=True,
-    ),
-    ParamSpec(
-        "active_dims",
-        [0, 1],
-        "action dimensions the planner varies (0..5 = vx vy vz wx wy wz)",
-        _check_active_dims,
-    ),
-    ParamSpec(
-        "init_std",
-        0.5,
-        "initial CEM standard deviation, as a fraction of max_speed",
-        number(0.0, strict_min=True),
-        number=True,
-    ),
-    ParamSpec(
-        "goal_weight",
-        1.0,
-        "weight of the goal-image term (sent as score channel 'goal')",
-        number(0.0),
-        number=True,
-    ),
-    ParamSpec("contact_weight", 1.0, "weight of the predicted contact affordance", number(), number=True),
-    ParamSpec("seed", 0, "random seed of the sampler", integer(0)),
-    ParamSpec(
-        "max_steps", 0, "stop (publish zero twist) after this many control steps; 0 = run forever", integer(0)
-    ),
-    ParamSpec("log_path", "", "append one JSON line per control step here ('' = no log)", any_string),
-)
-
-
-# ---------------------------------------------------------------------------------------- helpers
-def spec_table(specs: Iterable[ParamSpec]) -> dict[str, ParamSpec]:
-    return {s.name: s for s in specs}
-
-
-def validate(specs: Mapping[str, ParamSpec], name: str, value: Any) -> str | None:
-    """Why ``value`` is bad for parameter ``name`` (None if fine, or if the parameter is not ours,
-    e.g. use_sim_time, whose checks belong to rclpy)."""
-    spec = specs.get(name)
-    if spec is None or spec.check is None:
-        return None
-    reason = spec.check(value)
-    return f"{name} {reason}" if reason else None
-
-
 def declare_all(node: Any, specs: Iterable[ParamSpec]) -> None:
     """Declare every parameter of ``specs`` on ``node`` (values from params files/-p override defaults)."""
     for spec in specs:
-        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        node.declare_parameter(spec.name, spec.default, descriptor(spec))
 
 
 def make_set_callback(specs: Mapping[str, ParamSpec], on_change: Callable[[str, Any], None] | None = None):
@@ -360,30 +199,6 @@ def read_all(node: Any, specs: Iterable[ParamSpec]) -> dict[str, Any]:
     return out
 
 
-def nested(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """'a.b.c' keys -> nested dicts (the layout of a ros__parameters YAML block)."""
-    root: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = root
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return root
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Inverse of ``nested``: a ros__parameters block -> 'a.b.c' keys."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 __all__ = [
     "BACKENDS",
     "BASELINE_BACKENDS",
@@ -392,12 +207,20 @@ __all__ = [
     "PERCEPTION_PARAMS",
     "PLANNER_PARAMS",
     "TACTILE_TYPES",
+    "Check",
     "ParamSpec",
+    "any_bool",
+    "any_string",
     "declare_all",
+    "descriptor",
     "flatten",
+    "integer",
     "make_set_callback",
     "nested",
+    "number",
+    "one_of",
     "read_all",
     "spec_table",
+    "topic_name",
     "validate",
 ]

@@ -22,6 +22,7 @@ import numpy as np
 
 from embodied_wm.observation import ModalitySpec, Observation
 from embodied_wm.runtime.base import Backend
+from embodied_wm.runtime.machine import cpu_model
 
 STAGES = ("preprocess", "encode", "rollout", "postprocess")
 
@@ -65,17 +66,6 @@ def stats_ms(samples: Sequence[float]) -> dict[str, float | int]:
         "min": round(float(a.min()), 3),
         "n": int(a.size),
     }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_info(backend: Backend) -> dict[str, Any]:

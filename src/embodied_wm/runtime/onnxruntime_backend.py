@@ -24,6 +24,7 @@ from embodied_wm.runtime.onnx_export import (
     ensure_onnx,
     load_manifest,
 )
+from embodied_wm.runtime.registry import is_gpu_device
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def providers_for(device: str, available: list[str]) -> list[str]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
     gpu = [p for p in GPU_PROVIDERS if p in available]
-    if device in ("cuda", "gpu") or device.startswith("cuda:"):
+    if is_gpu_device(device):
         if not gpu:
             raise BackendUnavailableError(
                 "ONNX Runtime: no CUDA execution provider in this onnxruntime build "

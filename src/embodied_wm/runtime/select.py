@@ -27,13 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from embodied_wm.resources import package_file_candidates
 from embodied_wm.runtime.base import Backend, BackendError, BackendUnavailableError, ModelFileError
+from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS, LEARNED_BACKENDS, device_problem
 
 log = logging.getLogger(__name__)
 
-NAMES = ("auto", "tensorrt", "onnxruntime", "pytorch", "copy_last", "linear")
-LEARNED = ("tensorrt", "onnxruntime", "pytorch")
-BASELINES = ("copy_last", "linear")
+NAMES = BACKENDS
+LEARNED = LEARNED_BACKENDS
+BASELINES = BASELINE_BACKENDS
 #: (backend, device) in the order ``auto`` tries them.
 AUTO_ORDER: tuple[tuple[str, str], ...] = (
     ("tensorrt", "cuda"),
@@ -151,8 +153,9 @@ def create_backend(
     force_engine_update, cuda_graph, compile)."""
     if name not in NAMES:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
-    if device not in ("auto", "cpu", "cuda", "gpu") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(f"device {problem}")
     mdir = Path(model_dir) if model_dir is not None else None
 
     if name in BASELINES:
@@ -211,3 +214,71 @@ def create_backend(
     raise BackendUnavailableError(
         "no backend could run this model: " + "; ".join(f"{s['backend']}: {s['reason']}" for s in skipped)
     )
+
+
+# ------------------------------------------------------------------ model lookup and fallback
+def model_dir_candidates() -> list[Path]:
+    """Where the package's shipped model may be: share/embodied_wm/models/tiny, then <repo>/models/tiny."""
+    return package_file_candidates("models", "tiny")
+
+
+def default_model_dir() -> Path | None:
+    """The package's shipped model (first candidate holding files), or None."""
+    return next((c for c in model_dir_candidates() if model_dir_present(c)), None)
+
+
+def model_dir_present(path: Path) -> bool:
+    """A model directory is usable only if it holds files (a symlink install can leave empty folders)."""
+    return path.is_dir() and any(p.is_file() for p in path.iterdir())
+
+
+def skipped_reasons(backend: Any) -> dict[str, str]:
+    """Why ``auto`` passed over faster backends (runtime.select keeps a list of {backend, reason})."""
+    info = getattr(backend, "selection", None) or backend.describe()
+    raw = info.get("skipped", []) if isinstance(info, dict) else []
+    out: dict[str, str] = {}
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    for item in raw or []:
+        if isinstance(item, dict):
+            out[str(item.get("backend", "?"))] = str(item.get("reason", ""))
+    return out
+
+
+def create_backend_with_fallback(
+    name: str, model: str, fallback: str, device: str, warn: Callable[[str], None]
+) -> tuple[Backend, dict[str, str]]:
+    """(backend, skipped) where ``skipped`` says why each preferred option was not used (for diagnostics).
+
+    A baseline name is used as is (sized like the model when one is present). Otherwise the model
+    directory (``model`` or the package's models/tiny) must exist and the backend must start; if either
+    fails we warn and run ``fallback`` so the robot still gets (baseline) predictions, and diagnostics
+    say so.
+    """
+    model_dir: Path | None = Path(model).expanduser() if model else default_model_dir()
+    present = model_dir is not None and model_dir_present(model_dir)
+    if name in BASELINE_BACKENDS:
+        return create_backend(name, model_dir=model_dir if present else None, device=device), {}
+    skipped: dict[str, str] = {}
+    if not present:
+        where = (
+            str(model_dir)
+            if model_dir
+            else "models/tiny has no model files (looked in "
+            + ", ".join(map(str, model_dir_candidates()))
+            + ")"
+        )
+        skipped[name] = f"model directory missing: {where}"
+        warn(f"no model: {where}; using the {fallback} baseline")
+    else:
+        try:
+            backend = create_backend(name, model_dir=model_dir, device=device)
+            return backend, skipped_reasons(backend)
+        except (BackendError, ImportError, OSError, ValueError) as exc:
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+            warn(f"backend {name!r} with model {model_dir} failed ({exc}); using the {fallback} baseline")
+    try:
+        # Sized like the model (resolution, horizon, dt) when its config is readable.
+        return create_backend(fallback, model_dir=model_dir if present else None, device=device), skipped
+    except (BackendError, OSError, ValueError):
+        return create_backend(fallback, model_dir=None, device=device), skipped

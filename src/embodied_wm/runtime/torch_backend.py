@@ -18,6 +18,7 @@ import numpy as np
 
 from embodied_wm.runtime.base import BackendError, BackendUnavailableError, ModelFileError
 from embodied_wm.runtime.learned import LearnedBackend, is_checkpoint_dir, require_model_dir
+from embodied_wm.runtime.registry import is_gpu_device
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def resolve_device(device: str) -> str:
         return "cuda" if cuda_available()[0] else "cpu"
     if device == "cpu":
         return "cpu"
-    if device in ("cuda", "gpu") or device.startswith("cuda:"):
+    if is_gpu_device(device):
         ok, why = cuda_available()
         if not ok:
             raise BackendUnavailableError(f"PyTorch CUDA: {why}")

@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import random
 import re
 import secrets
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.ros.qos import FASTDDS_PROFILE_VARS, SHM_PROFILE_OPT_OUT, default_shm_profile
+from embodied_wm.runtime.machine import machine_info as device_info
 from embodied_wm.tools.sensor_publisher import read_stats
 
 NS_PER_S = 1_000_000_000
@@ -118,32 +118,6 @@ def proc_cpu_s(pid: int) -> float | None:
     fields = text[text.rindex(")") + 2 :].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime are fields 14 and 15 overall
-
-
-def device_info() -> dict[str, Any]:
-    """What the numbers were measured on: CPU model, cores this process may use, OS, Python."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 0
-    return {
-        "cpu_model": model,
-        "cpu_cores": cores,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "rmw": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
-        "load_avg_at_start": list(os.getloadavg()),
-        "description": f"{model}, {cores} cores",
-    }
 
 
 def _number(value: str) -> float | None:
