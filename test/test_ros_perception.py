@@ -358,7 +358,14 @@ class SyntheticRobot:
             time.sleep(0.05)
         raise AssertionError("perception_node did not subscribe to all inputs")
 
-    def publish(self, i: int, audio: bool = True, bad_image: bool = False, nan_tactile: bool = False) -> None:
+    def publish(
+        self,
+        i: int,
+        audio: bool = True,
+        bad_image: bool = False,
+        nan_tactile: bool = False,
+        tactile_shape: tuple[int, int] = (5, 5),
+    ) -> None:
         from embodied_wm.msg import AudioFrame, TactileArray
         from geometry_msgs.msg import TwistStamped
         from sensor_msgs.msg import JointState
@@ -371,9 +378,10 @@ class SyntheticRobot:
             a.header.stamp = ns_to_time(ns - DT_NS)
             a.data = _audio_bytes(i).tobytes()
             self.pubs["audio"].publish(a)
-        t = TactileArray(sensor_model="syn", rows=5, cols=5, unit="N")
+        rows, cols = tactile_shape
+        t = TactileArray(sensor_model="syn", rows=rows, cols=cols, unit="N")
         t.header.stamp = ns_to_time(ns)
-        vals = np.full(25, 0.5, np.float32)
+        vals = np.full(rows * cols, 0.5, np.float32)
         if nan_tactile:
             vals[3] = np.nan
         t.values = vals.tolist()
@@ -764,3 +772,55 @@ def test_missing_modality_and_malformed_messages_with_planner(
     lines = plan_log.read_text().splitlines()
     assert lines and '"model_id": "linear"' in lines[-1]
     assert probe.lost["frames"] == 0, probe.lost
+
+
+def test_model_with_another_tactile_grid_gets_its_own_inputs(
+    spawn: Callable, probe: Probe, tmp_path: Path
+) -> None:
+    """A model trained on a 3x4 tactile pad: the live node's Pipeline aligns to the backend's ModalitySpec
+    (from the model's config), so 3x4 TactileArrays feed the model and 5x5 ones are rejected as the
+    wrong shape (with the default spec it would be the other way round)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from embodied_wm.msg import PredictedFrames
+    from test_runtime_common import make_tiny_checkpoint
+
+    from embodied_wm.ros.conversions import time_to_ns
+
+    model = tmp_path / "tactile_3x4"
+    make_tiny_checkpoint(model, tactile_shape=(3, 4))
+    probe.collect(PredictedFrames, f"/{NODE}/predicted_frames", "frames")
+    probe.collect(DiagnosticArray, "/diagnostics", "diag", depth=50)
+    robot = SyntheticRobot(probe.node)
+    node = spawn(
+        _node_cmd(
+            "autostart:=true",
+            "backend:=pytorch",
+            "device:=cpu",
+            f"model:={model}",
+            "diagnostics.period_s:=0.3",
+        ),
+        "perception",
+    )
+    robot.wait_matched(90)
+    probe.wait_connected(INPUTS, {"frames": 1}, timeout=90)
+    for i in range(12):
+        robot.publish(i, tactile_shape=(3, 4))
+        time.sleep(0.05)
+    probe.wait_for(lambda: len(probe.get("frames")) >= 5, 60, "predictions with 3x4 tactile input")
+    assert probe.get("frames")[0].model_id != "linear"  # the model itself, not the fallback
+    for i in range(12, 18):
+        robot.publish(i, tactile_shape=(5, 5))
+        time.sleep(0.05)
+    last = T0_NS + 17 * DT_NS
+    probe.wait_for(
+        lambda: any(time_to_ns(m.header.stamp) >= last - 3 * DT_NS for m in probe.get("frames")),
+        30,
+        "predictions after the 5x5 tactile arrays",
+    )
+    time.sleep(1.0)
+    _alive(node)
+    arrays = [a for a in probe.get("diag") if any(s.name.startswith(NODE) for s in a.status)]
+    msgs = _diag_values(arrays[-1], ": messages")
+    rejected = {k: int(v) for k, v in msgs.items() if k.startswith("invalid/tactile")}
+    # The six 5x5 arrays, and none of the twelve 3x4 ones.
+    assert sum(rejected.values()) == 6, msgs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from embodied_wm.runtime.base import BackendError, validate_candidates
 DT = 100_000_000
 
 
-def make_tiny_checkpoint(out_dir: Path, seed: int = 0) -> str:
-    """A randomly initialised tiny model saved with save_checkpoint (no shipped weights needed).
+def make_tiny_checkpoint(out_dir: Path, seed: int = 0, **config_changes: Any) -> str:
+    """A randomly initialised tiny model saved with save_checkpoint (no shipped weights needed);
+    ``config_changes`` alter the tiny config (e.g. another ``tactile_shape``).
 
     Zero-initialised parameters (the frame head starts as exact copy-last) get small random values,
     so parity tests compare graphs whose flow, blend and colour paths all carry signal."""
@@ -28,6 +30,8 @@ def make_tiny_checkpoint(out_dir: Path, seed: int = 0) -> str:
 
     torch.manual_seed(seed)
     cfg = load_config("tiny")
+    if config_changes:
+        cfg = cfg.replace(**config_changes)
     model = WorldModel(cfg)
     with torch.no_grad():
         for p in model.parameters():

@@ -1,8 +1,9 @@
-"""`embodied-wm`: one command, subcommands per job (sim, train, export, build-engine, bench, eval,
-eval-planner, eval-ranking, soak).
+"""`embodied-wm`: one command, subcommands per job (sim, train [evaluate], export, build-engine,
+bench [e2e], eval, eval-planner, eval-ranking, soak).
 
 Each subsystem owns its subcommand's arguments (an ``add_parser``/``add_parsers`` function next to the
-code it drives); this module only assembles them and turns expected failures into one-line errors.
+code it drives); this module only assembles them and turns expected failures into one-line errors:
+any EmbodiedWMError (or a missing/unreadable file) exits 1, any argument error exits 2.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from embodied_wm.errors import EmbodiedWMError, one_line_argparse_errors
+
 # (module, function) pairs that add subcommands. Each subparser sets ``func(args) -> int``.
 _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("embodied_wm.sim.cli", "add_parser"),
@@ -24,23 +27,25 @@ _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("embodied_wm.eval.ranking", "add_parser"),
     ("embodied_wm.tools.soak", "add_parser"),
 )
+#: Sub-subcommands: (parent subcommand, module, function); the function gets the parent's subparsers.
+_NESTED: tuple[tuple[str, str, str], ...] = (
+    # Under `bench`, not in runtime/cli.py: the e2e bench drives ROS processes (tools/), above runtime.
+    ("bench", "embodied_wm.tools.bench_e2e", "add_parser"),
+)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "bad input or environment", reported as one line, not a traceback."""
-    types: list[type[BaseException]] = [FileNotFoundError, NotADirectoryError, PermissionError]
-    for mod, name in (
-        ("embodied_wm.io.bag", "BagError"),
-        ("embodied_wm.runtime.base", "BackendError"),
-        ("embodied_wm.model.checkpoint", "CheckpointError"),
-        ("embodied_wm.sensing.errors", "SensingError"),
-        ("embodied_wm.eval.replay", "EvalError"),
-    ):
-        try:
-            types.append(getattr(importlib.import_module(mod), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
+#: Errors that mean "bad input, file or environment": one line on stderr, exit 1, never a traceback.
+#: Every package error derives from EmbodiedWMError; the OSErrors cover files the user named.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    EmbodiedWMError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+#: Old spellings kept for one release: (argv prefix, replacement, deprecation line).
+_DEPRECATED_FLAGS = {("bench", "--e2e"): ("e2e", "`embodied-wm bench --e2e` is deprecated and goes in the "
+                                                 "next release; use `embodied-wm bench e2e`")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,22 +56,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module, func in _SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            # A subsystem whose optional dependency is missing must not take the whole CLI down.
-            if exc.name and exc.name.startswith("embodied_wm") and exc.name != module:
-                raise
-            logging.getLogger(__name__).debug("subcommands of %s unavailable: %s", module, exc)
-            continue
-        getattr(mod, func)(sub)
+        mod = _optional_module(module)
+        if mod is not None:
+            getattr(mod, func)(sub)
+    for parent, module, func in _NESTED:
+        mod = _optional_module(module)
+        if mod is not None and parent in sub.choices:
+            getattr(mod, func)(sub.choices[parent].add_subparsers(dest=f"{parent}_command"))
+    _one_line_errors_everywhere(parser)
     return parser
+
+
+def _optional_module(module: str) -> object | None:
+    """The module, or None when an optional dependency of it (rclpy, mujoco, torch) is missing: a subsystem
+    that cannot load must not take the whole CLI down. (Imported by name, hence importlib.)"""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name and exc.name.startswith("embodied_wm") and exc.name != module:
+            raise
+        logging.getLogger(__name__).debug("subcommands of %s unavailable: %s", module, exc)
+        return None
+
+
+def _one_line_errors_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Argument errors of every (sub)command: one line, exit 2."""
+    one_line_argparse_errors(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _one_line_errors_everywhere(child)
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)subcommand ``args`` was parsed for."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _innermost(action.choices[chosen], args)
+    return parser
+
+
+def _rewrite_deprecated(argv: list[str]) -> list[str]:
+    """``bench --e2e ...`` -> ``bench e2e ...`` (with a deprecation line on stderr)."""
+    for (command, flag), (replacement, line) in _DEPRECATED_FLAGS.items():
+        if command in argv and flag in argv[argv.index(command) :]:
+            i = argv.index(command)
+            rest = [a for a in argv[i + 1 :] if a != flag]
+            print(f"embodied-wm {command}: {line}", file=sys.stderr)
+            return [*argv[: i + 1], replacement, *rest]
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(_rewrite_deprecated(list(sys.argv[1:] if argv is None else argv)))
+    if extra:  # reported by the subcommand that was given them, not by the top-level parser
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -75,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         print(f"embodied-wm {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

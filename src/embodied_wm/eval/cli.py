@@ -19,24 +19,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from embodied_wm.errors import one_line_argparse_errors
 from embodied_wm.runtime.registry import MODEL_BACKENDS, device_problem
 
 log = logging.getLogger(__name__)
 
 PROG = "embodied-wm eval"
 BACKEND_CHOICES = MODEL_BACKENDS
-
-
-def one_line_errors(parser: argparse.ArgumentParser, prog: str = PROG) -> None:
-    """Argument errors as one line (argparse's default adds the whole usage text)."""
-
-    def error(message: str) -> NoReturn:
-        print(f"{prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-    parser.error = error  # type: ignore[method-assign]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -93,7 +84,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     geo.add_argument("--horizon", type=int, default=8)
     geo.add_argument("--dt-ms", type=float, default=100.0)
     p.set_defaults(func=run)
-    one_line_errors(p)
+    one_line_argparse_errors(p, PROG)
     return p
 
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embodied_wm.errors import InvalidDataError
+
 PEAK = 255.0
 PSNR_CAP_DB = 100.0
 #: Grey levels (0..255 scale) a pixel must change by, in any channel, to count as moving.
@@ -50,7 +52,7 @@ def _as_float(img: np.ndarray) -> np.ndarray:
 
 def _check_same_shape(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+        raise InvalidDataError(f"images differ in shape: {a.shape} vs {b.shape}")
 
 
 def mse(pred: np.ndarray, target: np.ndarray) -> float:
@@ -88,7 +90,7 @@ def psnr_masked(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float
     """PSNR over the pixels where ``mask`` (H x W) is true, all channels; None if the mask is empty."""
     _check_same_shape(pred, target)
     if mask.shape != pred.shape[:2]:
-        raise ValueError(f"mask shape {mask.shape} does not match image {pred.shape[:2]}")
+        raise InvalidDataError(f"mask shape {mask.shape} does not match image {pred.shape[:2]}")
     if not mask.any():
         return None
     d = _as_float(pred)[mask] - _as_float(target)[mask]
@@ -178,7 +180,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = _binary(labels)
     if s.shape != y.shape:
-        raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
+        raise InvalidDataError(f"scores and labels differ in size: {s.size} vs {y.size}")
     n_pos = int(y.sum())
     n_neg = int(y.size - n_pos)
     if n_pos == 0 or n_neg == 0:
@@ -197,7 +199,7 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float | None:
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = _binary(labels)
     if s.shape != y.shape:
-        raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
+        raise InvalidDataError(f"scores and labels differ in size: {s.size} vs {y.size}")
     n_pos = int(y.sum())
     if n_pos == 0 or y.size == 0:
         return None
@@ -234,7 +236,7 @@ class ScoreHistogram:
         s = np.asarray(scores, dtype=np.float64).ravel()
         y = _binary(labels)
         if s.shape != y.shape:
-            raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
+            raise InvalidDataError(f"scores and labels differ in size: {s.size} vs {y.size}")
         q = quantize_scores(s)
         self.pos += np.bincount(q[y], minlength=HIST_BINS)
         self.neg += np.bincount(q[~y], minlength=HIST_BINS)
@@ -347,7 +349,9 @@ def score_frames(
     )
     if observation is not None:
         if observation.shape != preds.shape[1:]:
-            raise ValueError(f"observation shape {observation.shape} does not match frames {preds.shape[1:]}")
+            raise InvalidDataError(
+                f"observation shape {observation.shape} does not match frames {preds.shape[1:]}"
+            )
         diff = np.abs(t - _as_float(observation)[None])
         masks = (diff > threshold).any(axis=-1) if diff.ndim == 4 else diff > threshold  # N x H x W
         counts = masks.reshape(n, -1).sum(axis=1)

@@ -85,6 +85,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from embodied_wm.errors import EmbodiedWMError, one_line_argparse_errors
 from embodied_wm.runtime.registry import device_problem
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ MAX_APPROACH_STEPS = 2 * GOAL_FRAMES_PER_WAYPOINT + 2
 TIE_TOLERANCE_M = 0.001
 
 
-class PlanningError(ValueError):
+class PlanningError(EmbodiedWMError, ValueError):
     """Bad options or an evaluation that cannot run (reported as one line)."""
 
 
@@ -909,9 +910,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--contact-weight", type=float, default=None, metavar="W")
     g.add_argument("--planner-seed", type=int, default=None, metavar="S")
     p.set_defaults(func=run)
-    from embodied_wm.eval.cli import one_line_errors
-
-    one_line_errors(p, PROG)
+    one_line_argparse_errors(p, PROG)
     return p
 
 

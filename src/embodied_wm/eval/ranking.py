@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embodied_wm.errors import one_line_argparse_errors
 from embodied_wm.eval import planning as PL
 
 if TYPE_CHECKING:
@@ -502,9 +503,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--candidates", type=int, default=64, metavar="N", help="candidate sequences per state")
     p.add_argument("--max-speed", type=float, default=0.1, metavar="V", help="m/s per planar component")
     p.set_defaults(func=run)
-    from embodied_wm.eval.cli import one_line_errors
-
-    one_line_errors(p, PROG)
+    one_line_argparse_errors(p, PROG)
     return p
 
 

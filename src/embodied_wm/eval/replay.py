@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import EmbodiedWMError
 from embodied_wm.eval.robustness import PERTURBATIONS, perturb
 from embodied_wm.eval.scoring import HorizonScorer, PendingPrediction, ScoredPrediction, StatsTable
 from embodied_wm.io.bag import (
@@ -35,9 +36,10 @@ from embodied_wm.io.bag import (
     BagReadReport,
     bag_info,
     choose_camera_topic,
-    iter_bag_messages,
 )
 from embodied_wm.observation import NS_PER_S, Observation, Prediction
+from embodied_wm.pipeline import Pipeline
+from embodied_wm.pipeline.sources import feed_bag, select_inputs
 from embodied_wm.runtime.base import Backend
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ BASELINES: tuple[str, ...] = ("copy_last", "linear")
 AFFORDANCE_TYPE = "embodied_wm/msg/AffordanceMap"
 
 
-class EvalError(RuntimeError):
+class EvalError(EmbodiedWMError, RuntimeError):
     """The evaluation cannot run (bad options, no usable data); reported as one line by the CLI."""
 
 
@@ -185,31 +187,6 @@ def _jsonable(obj: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- topics
-def select_inputs(
-    info: BagInfo, camera_topic: str, kind_for_msgtype: Callable[[str], str | None]
-) -> dict[str, str]:
-    """topic -> Pipeline kind for the chosen camera and, per other kind, the topic with the most
-    messages (ground-truth topics never count as sensors)."""
-    chosen: dict[str, str] = {camera_topic: str(kind_for_msgtype(info.topics[camera_topic]))}
-    camera_kind = chosen[camera_topic]
-    best: dict[str, str] = {}
-    for topic, msgtype in info.topics.items():
-        if topic == camera_topic or topic.startswith(GROUND_TRUTH_PREFIX):
-            continue
-        kind = kind_for_msgtype(msgtype)
-        if (
-            kind is None
-            or kind == camera_kind
-            or msgtype in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-        ):
-            continue  # other image topics (depth, a second camera) are not this evaluation's input
-        cur = best.get(kind)
-        if cur is None or info.counts.get(topic, 0) > info.counts.get(cur, 0):
-            best[kind] = topic
-    chosen.update({t: k for k, t in best.items()})
-    return chosen
-
-
 def choose_gt_topic(info: BagInfo, requested: str | None) -> str | None:
     """The ground-truth AffordanceMap topic: the requested one, or an AffordanceMap topic under
     /ground_truth/ (a recorded model output is not ground truth)."""
@@ -272,13 +249,11 @@ def evaluate_bag(
 ) -> BagResult:
     """Replay one bag through the Pipeline, predict with every method under every condition, score
     against the frames that followed, and write one JSON line per prediction to ``records_path``."""
-    from embodied_wm.pipeline import Pipeline, kind_for_msgtype
-
     t_start = time.perf_counter()
     bag = Path(bag)
     info = bag_info(bag)
     camera = choose_camera_topic(info, opts.camera_topics)
-    inputs = select_inputs(info, camera, kind_for_msgtype)
+    inputs = select_inputs(info, [camera])
     gt_topic = choose_gt_topic(info, opts.gt_topic)
     conditions = opts.conditions
 
@@ -375,25 +350,16 @@ def evaluate_bag(
             sink.tick()
             return True
 
-        topics = [*inputs, *([gt_topic] if gt_topic else [])]
-        running = True
-        for bm in iter_bag_messages(bag, topics=topics, report=report):
-            if bm.topic == gt_topic:
-                stamp = header_stamp_ns(bm.msg)
-                gt = affordance_gt(bm.msg)
-                if stamp is not None and gt is not None:
-                    scorer.add_ground_truth(stamp, gt[0], gt[1])
+        also = [gt_topic] if gt_topic else []
+        for item in feed_bag(bag, inputs, feeder, also=also, report=report):
+            if isinstance(item, Observation):
+                if not handle_obs(item):
+                    break
                 continue
-            for obs in feeder.feed(inputs[bm.topic], bm.msg, receive_stamp_ns=bm.stamp_ns):
-                running = handle_obs(obs)
-                if not running:
-                    break
-            if not running:
-                break
-        if running:
-            for obs in feeder.flush() or []:
-                if not handle_obs(obs):
-                    break
+            stamp = header_stamp_ns(item.msg)
+            gt = affordance_gt(item.msg)
+            if stamp is not None and gt is not None:
+                scorer.add_ground_truth(stamp, gt[0], gt[1])
         handle_scored(scorer.flush())
     sink.tick(0, force=True)
     pstats = feeder.stats.as_dict() if hasattr(feeder.stats, "as_dict") else {}

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import InvalidDataError
 from embodied_wm.eval import metrics as M
 from embodied_wm.observation import NS_PER_S
 
@@ -375,7 +376,7 @@ class MethodStats:
 
     def merge(self, other: MethodStats) -> None:
         if other.horizon != self.horizon:
-            raise ValueError(f"cannot merge horizons {self.horizon} and {other.horizon}")
+            raise InvalidDataError(f"cannot merge horizons {self.horizon} and {other.horizon}")
         self.predictions += other.predictions
         for m in self.sums:
             self.sums[m] += other.sums[m]

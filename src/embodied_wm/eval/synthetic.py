@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import yaml
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.io.typestore import typestore
 from embodied_wm.observation import NS_PER_S
 
@@ -217,7 +218,7 @@ def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
             if cfg.image_transport in ("compressed", "both"):
                 ok, buf = cv2.imencode("." + cfg.compressed_format, rgb[..., ::-1])
                 if not ok:
-                    raise ValueError(f"cannot encode {cfg.compressed_format}")
+                    raise ConfigError(f"cannot encode {cfg.compressed_format}")
                 yield (
                     COMPRESSED_TOPIC,
                     "sensor_msgs/msg/CompressedImage",
@@ -263,7 +264,7 @@ def write_bag(
     out = Path(out)
     if version < 8:
         if storage != "sqlite3":
-            raise ValueError("old bag versions (< 8) exist only as sqlite3")
+            raise ConfigError("old bag versions (< 8) exist only as sqlite3")
         return _write_old_sqlite(out, cfg, version)
     from rosbags.rosbag2 import StoragePlugin, Writer
 

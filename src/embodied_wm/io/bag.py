@@ -22,6 +22,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_types_from_idl, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
+from embodied_wm.errors import EmbodiedWMError
 from embodied_wm.io.typestore import typestore
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GROUND_TRUTH_PREFIX = "/ground_truth/"
 
 
-class BagError(RuntimeError):
+class BagError(EmbodiedWMError, RuntimeError):
     """A bag cannot be opened or read."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from embodied_wm.errors import EmbodiedWMError
 from embodied_wm.model.config import ModelConfig
 from embodied_wm.model.world_model import WorldModel
 
@@ -27,7 +28,7 @@ CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(EmbodiedWMError, RuntimeError):
     """A checkpoint directory cannot be loaded (missing, corrupt, tampered with or inconsistent)."""
 
 

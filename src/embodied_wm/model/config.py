@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embodied_wm.errors import ConfigError
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -78,7 +80,7 @@ class ModelConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
         kwargs: dict[str, Any] = {}
         for k, v in d.items():
             default = getattr(cls, k, None) if k != "extra" else None
@@ -94,14 +96,14 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8, got {self.image_size}")
+            raise ConfigError(f"image_size must be a multiple of 8, got {self.image_size}")
         if self.n_fft > self.audio_window_samples:
-            raise ValueError("n_fft longer than the audio window")
+            raise ConfigError("n_fft longer than the audio window")
         for name, n in (("proprio", self.proprio_dim), ("action", self.action_dim)):
             if len(getattr(self, f"{name}_mean")) != n or len(getattr(self, f"{name}_std")) != n:
-                raise ValueError(f"{name}_mean/{name}_std must have {n} entries")
+                raise ConfigError(f"{name}_mean/{name}_std must have {n} entries")
         if not self.affordance_channels:
-            raise ValueError("affordance_channels must not be empty")
+            raise ConfigError("affordance_channels must not be empty")
 
 
 def available_configs() -> list[str]:

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import InvalidDataError
 from embodied_wm.model.config import ModelConfig
-from embodied_wm.observation import MODALITIES, Observation
+from embodied_wm.observation import MODALITIES, ModalitySpec, Observation
 
 #: Input names of the encoder graph, in argument order (re-exported by world_model).
 ENCODER_INPUTS: tuple[str, ...] = ("image", "prev_image", "audio_mel", "tactile", "proprio", "action", "mask")
@@ -94,7 +95,7 @@ def raw_frame(obs: Observation, cfg: ModelConfig) -> dict[str, np.ndarray]:
     if obs.image is not None:
         img = np.asarray(obs.image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"Observation.image must be HxWx3 uint8, got {img.shape} {img.dtype}")
+            raise InvalidDataError(f"Observation.image must be HxWx3 uint8, got {img.shape} {img.dtype}")
         out["image"] = _resize(img, s)
     if obs.audio is not None:
         out["audio_mel"] = log_mel(obs.audio, cfg)
@@ -167,7 +168,7 @@ def encoder_inputs(obs: Observation, prev: Observation | None, cfg: ModelConfig)
 def batch_encoder_inputs(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Concatenate batch-1 dicts along the batch axis."""
     if not items:
-        raise ValueError("batch_encoder_inputs: empty list")
+        raise InvalidDataError("batch_encoder_inputs: empty list")
     return {k: np.concatenate([d[k] for d in items], axis=0) for k in ENCODER_INPUTS}
 
 
@@ -188,3 +189,14 @@ def normalize_stats(raw: dict[str, np.ndarray]) -> dict[str, Any]:
         # Scale so a typical contact reading maps to log1p(1): median of the non-zero taxels.
         stats["tactile_scale"] = float(max(np.median(tac[tac > 0]), 1e-6))
     return stats
+
+
+def modality_spec(cfg: ModelConfig) -> ModalitySpec:
+    """The inputs a model with config ``cfg`` consumes (what the Aligner must produce for it)."""
+    return ModalitySpec(
+        audio_sample_rate=cfg.audio_sample_rate,
+        audio_window_s=cfg.audio_window_s,
+        tactile_shape=(int(cfg.tactile_shape[0]), int(cfg.tactile_shape[1])),
+        proprio_dim=cfg.proprio_dim,
+        action_dim=cfg.action_dim,
+    )

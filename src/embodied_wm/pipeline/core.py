@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.observation import ModalitySpec, Observation, Prediction
 from embodied_wm.runtime.base import Backend
 from embodied_wm.sensing.aligner import Aligner, AlignerConfig
@@ -109,16 +110,23 @@ class Pipeline:
     def __init__(
         self,
         backend: Backend | None,
-        spec: ModalitySpec = ModalitySpec(),  # noqa: B008 - frozen, immutable default
+        spec: ModalitySpec | None = None,
         aligner: AlignerConfig | None = None,
     ) -> None:
+        """``spec``: the shapes and rates to align to; None takes the backend's (``Backend.spec``, from its
+        model's config), so a model trained with another tactile grid or audio rate gets its own inputs.
+        Without a backend (decoding only) the default ModalitySpec."""
         self.backend = backend
+        if spec is None:
+            spec = backend.spec if backend is not None else ModalitySpec()
         self.spec = spec
         if aligner is None:
             aligner = AlignerConfig(spec=spec)
         elif aligner.spec != spec:
             if aligner.spec != ModalitySpec():
-                raise ValueError(f"AlignerConfig.spec {aligner.spec} differs from the pipeline's spec {spec}")
+                raise ConfigError(
+                    f"AlignerConfig.spec {aligner.spec} differs from the pipeline's spec {spec}"
+                )
             # An AlignerConfig built for its timing options only: give it the pipeline's spec.
             aligner = dataclasses.replace(aligner, spec=spec)
         self.aligner = Aligner(aligner)
@@ -146,7 +154,7 @@ class Pipeline:
         """Decode, validate and align one message; returns the Observations that became complete."""
         handler = self._decoders.get(kind)
         if handler is None:
-            raise ValueError(f"unknown message kind {kind!r}; expected one of {KINDS}")
+            raise ConfigError(f"unknown message kind {kind!r}; expected one of {KINDS}")
         self.stats.received[kind] += 1
         t0 = time.perf_counter()
         self._decode_t = t0
@@ -166,7 +174,7 @@ class Pipeline:
     def predict(self, obs: Observation, actions: np.ndarray | None = None) -> Prediction:
         """Run the backend on ``obs`` (resetting it first when the aligner reset since the last call)
         and add "decode" and "align" to the prediction's timings."""
-        if self.backend is None:
+        if self.backend is None:  # a bug in the caller, not bad input: not an EmbodiedWMError
             raise RuntimeError("Pipeline was created without a backend; predict() needs one")
         with _META_LOCK:
             meta = _META.get(id(obs))  # kept: other Pipelines may predict the same observation
@@ -269,7 +277,7 @@ class Pipeline:
     def _feed_tactile_f32(self, msg: Any, rx: int | None) -> list[Observation]:
         if rx is None:
             # Float32MultiArray has no header: the caller must pass the receive (or bag) time.
-            raise ValueError("feed('tactile_f32', ...) needs receive_stamp_ns (the message has no header)")
+            raise ConfigError("feed('tactile_f32', ...) needs receive_stamp_ns (the message has no header)")
         stamp, values = decode_float32_multiarray(msg, rx, tuple(self.spec.tactile_shape))
         self._decoded()
         return self.aligner.add_tactile(stamp, values)

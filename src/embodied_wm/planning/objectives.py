@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.observation import Rollout
 
 #: Score weight of each affordance channel when the request names none, and of the goal term.
@@ -71,7 +72,7 @@ def score_rollout(
     0.890 / 0.901 with the shipped ones; open loop, ``eval-ranking`` scores both alike on the simulator's
     frames. So the nodes keep ``last``."""
     if goal_mode not in GOAL_MODES:
-        raise ValueError(f"goal_mode must be one of {', '.join(GOAL_MODES)}, got {goal_mode!r}")
+        raise ConfigError(f"goal_mode must be one of {', '.join(GOAL_MODES)}, got {goal_mode!r}")
     n = int(rollout.frames.shape[0])
     scores = np.zeros(n, np.float64)
     terms: dict[str, np.ndarray] = {}

@@ -17,6 +17,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image
 
+from embodied_wm.errors import InvalidDataError
 from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
 from embodied_wm.observation import NS_PER_S, Prediction, Rollout
 from embodied_wm.sensing.resize import resize_area, resize_nearest
@@ -26,7 +27,7 @@ from embodied_wm.sensing.resize import resize_area, resize_nearest
 def ns_to_time(ns: int) -> Time:
     ns = int(ns)
     if ns < 0:
-        raise ValueError(f"negative stamp {ns} ns")
+        raise InvalidDataError(f"negative stamp {ns} ns")
     return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
 
 
@@ -49,7 +50,7 @@ def rgb_to_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
     """H x W x 3 uint8 RGB -> sensor_msgs/Image (rgb8, tightly packed)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected H x W x 3 RGB, got shape {rgb.shape}")
+        raise InvalidDataError(f"expected H x W x 3 RGB, got shape {rgb.shape}")
     msg = Image()
     msg.header.stamp = ns_to_time(stamp_ns)
     msg.header.frame_id = frame_id
@@ -95,9 +96,9 @@ def affordance_to_msg(
 ) -> AffordanceMap:
     aff = np.ascontiguousarray(affordance, dtype=np.float32)
     if aff.ndim != 3:
-        raise ValueError(f"affordance must be C x H x W, got {aff.shape}")
+        raise InvalidDataError(f"affordance must be C x H x W, got {aff.shape}")
     if aff.shape[0] != len(channels):
-        raise ValueError(f"{aff.shape[0]} affordance planes but {len(channels)} channel names")
+        raise InvalidDataError(f"{aff.shape[0]} affordance planes but {len(channels)} channel names")
     msg = AffordanceMap()
     msg.header.stamp = ns_to_time(stamp_ns)
     msg.header.frame_id = frame_id
@@ -170,7 +171,7 @@ def affordance_msg_to_numpy(msg: AffordanceMap) -> tuple[list[str], np.ndarray]:
     c, h, w = len(msg.channels), int(msg.height), int(msg.width)
     data = np.frombuffer(array.array("f", msg.data).tobytes(), dtype=np.float32)
     if data.size != c * h * w:
-        raise ValueError(f"AffordanceMap has {data.size} values, expected {c}x{h}x{w}")
+        raise InvalidDataError(f"AffordanceMap has {data.size} values, expected {c}x{h}x{w}")
     return list(msg.channels), data.reshape(c, h, w).copy()
 
 

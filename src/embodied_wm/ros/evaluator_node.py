@@ -36,6 +36,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.eval.scoring import (
     FRAME_METRICS,
     HorizonScorer,
@@ -154,7 +155,7 @@ class EvaluatorNode(Node):
         cfg = P.read_all(self, EVALUATOR_PARAMS)
         bad = [r for name, v in cfg.items() if (r := P.validate(specs, name, v))]
         if bad:
-            raise ValueError("; ".join(bad))
+            raise ConfigError("; ".join(bad))
         self.cfg = cfg
         self.lock = threading.Lock()
         self.scorer = HorizonScorer(history_ns=round(cfg["history_s"] * NS_PER_S))

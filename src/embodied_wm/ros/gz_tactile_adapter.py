@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
+
 JOINT_NAMES = ("finger_x", "finger_y", "finger_z")
 
 
@@ -39,9 +41,9 @@ class TaxelLayout:
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.cols < 1:
-            raise ValueError(f"taxel grid must be at least 1x1, got {self.rows}x{self.cols}")
+            raise ConfigError(f"taxel grid must be at least 1x1, got {self.rows}x{self.cols}")
         if not self.tip_radius > 0:
-            raise ValueError(f"tip_radius must be > 0, got {self.tip_radius}")
+            raise ConfigError(f"tip_radius must be > 0, got {self.tip_radius}")
 
 
 def _vec(v: Any) -> np.ndarray:
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             self.base_offset = np.asarray(d("base_offset", [0.0, 0.0, 0.0]).value, float)
             rate = float(d("rate_hz", 10.0).value)
             if rate <= 0:
-                raise ValueError(f"rate_hz must be > 0, got {rate}")
+                raise ConfigError(f"rate_hz must be > 0, got {rate}")
             self.pub = self.create_publisher(
                 TactileArray, d("tactile_topic", "/tactile").value, qos_profile_sensor_data
             )

@@ -53,6 +53,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 
+from embodied_wm.errors import ConfigError, EmbodiedWMError
 from embodied_wm.observation import Observation, Prediction, Rollout
 from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, GOAL_CHANNEL, score_rollout
 from embodied_wm.ros import conversions as conv
@@ -93,7 +94,7 @@ def _kind_and_type(inp: str, camera_transport: str, tactile_type: str) -> tuple[
         from geometry_msgs.msg import TwistStamped
 
         return "twist", TwistStamped
-    raise ValueError(f"unknown input {inp!r}")
+    raise ConfigError(f"unknown input {inp!r}")
 
 
 def _header_stamp_ns(msg: Any) -> int | None:
@@ -203,7 +204,7 @@ class PerceptionNode(LifecycleNode):
             cfg["backend"], cfg["model"], cfg["fallback_backend"], cfg["device"], self.get_logger().warning
         )
         if cfg["horizon"] and int(backend.horizon) != int(cfg["horizon"]):
-            raise ValueError(
+            raise ConfigError(
                 f"model horizon is {backend.horizon} but parameter horizon = {cfg['horizon']} "
                 f"(backend {backend.name}, model {backend.model_id}); set horizon: 0 to accept any"
             )
@@ -587,7 +588,7 @@ def _matched_counts(entities: Mapping[str, Any], method: str) -> dict[str, int]:
     return out
 
 
-class _RejectedError(Exception):
+class _RejectedError(EmbodiedWMError):
     """A PredictRollout request that cannot be served; the text goes to the response message."""
 
 

@@ -20,6 +20,8 @@ from rclpy.qos import (
     ReliabilityPolicy,
 )
 
+from embodied_wm.errors import ConfigError
+
 RELIABILITIES: dict[str, ReliabilityPolicy] = {
     "best_effort": ReliabilityPolicy.BEST_EFFORT,
     "reliable": ReliabilityPolicy.RELIABLE,
@@ -42,11 +44,11 @@ def make_qos(
 ) -> QoSProfile:
     """A keep-last profile from names (as they appear in parameters). Raises ValueError on bad names."""
     if reliability not in RELIABILITIES:
-        raise ValueError(f"unknown reliability {reliability!r} (use one of {sorted(RELIABILITIES)})")
+        raise ConfigError(f"unknown reliability {reliability!r} (use one of {sorted(RELIABILITIES)})")
     if durability not in DURABILITIES:
-        raise ValueError(f"unknown durability {durability!r} (use one of {sorted(DURABILITIES)})")
+        raise ConfigError(f"unknown durability {durability!r} (use one of {sorted(DURABILITIES)})")
     if int(depth) < 1:
-        raise ValueError(f"QoS depth must be >= 1, got {depth}")
+        raise ConfigError(f"QoS depth must be >= 1, got {depth}")
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=int(depth),

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 #: Parameter defaults (config/sim.yaml mirrors them).
@@ -123,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     p[name] = float(p[name])
                 except (TypeError, ValueError) as exc:
-                    raise ValueError(f"parameter {name} must be a number, got {p[name]!r}") from exc
+                    raise ConfigError(f"parameter {name} must be a number, got {p[name]!r}") from exc
             if p["policy"] not in POLICIES:
-                raise ValueError(f"parameter policy must be one of {POLICIES}, got {p['policy']!r}")
+                raise ConfigError(f"parameter policy must be one of {POLICIES}, got {p['policy']!r}")
             if p["rate_hz"] <= 0 or not math.isfinite(p["rate_hz"]):
-                raise ValueError(f"parameter rate_hz must be > 0, got {p['rate_hz']}")
+                raise ConfigError(f"parameter rate_hz must be > 0, got {p['rate_hz']}")
             if not 0 < p["max_speed"] <= p["reject_speed"]:
-                raise ValueError("parameters must satisfy 0 < max_speed <= reject_speed")
+                raise ConfigError("parameters must satisfy 0 < max_speed <= reject_speed")
             self.p = p
             self.sim_time = bool(self.get_parameter("use_sim_time").value)
             self.dt = 1.0 / p["rate_hz"]

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from embodied_wm.observation import Observation, Prediction, Rollout
+from embodied_wm.errors import EmbodiedWMError
+from embodied_wm.observation import ModalitySpec, Observation, Prediction, Rollout
 
 
-class BackendError(RuntimeError):
+class BackendError(EmbodiedWMError, RuntimeError):
     """A backend could not be created or run (missing library, bad model files, device trouble)."""
 
 
@@ -41,6 +42,7 @@ class Backend(ABC):
       image_size: (H, W) of predicted frames
       affordance_channels: names of the affordance channels (empty for baselines)
       action_dim: length of one action vector
+      spec: ModalitySpec of the inputs (tactile grid, audio rate and window, proprio and action sizes)
     """
 
     name: str
@@ -50,6 +52,9 @@ class Backend(ABC):
     image_size: tuple[int, int]
     affordance_channels: tuple[str, ...]
     action_dim: int
+    #: The input shapes and rates the model consumes (its config's; the default for the baselines).
+    #: ``Pipeline(backend)`` aligns to it.
+    spec: ModalitySpec = ModalitySpec()
     #: Set by ``runtime.select.create_backend``: what was asked for, what was chosen, and why every
     #: backend tried before it was skipped ({"requested", "chosen", "skipped": [{"backend", "reason"}]}).
     selection: dict[str, Any] | None = None

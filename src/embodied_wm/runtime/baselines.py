@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.observation import ACTION_DIM, Observation, Prediction, Rollout
 from embodied_wm.runtime.base import Backend, BackendError, validate_candidates
 
@@ -50,12 +51,12 @@ class _BaselineBackend(Backend):
         action_dim: int = ACTION_DIM,
     ) -> None:
         if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
+            raise ConfigError(f"horizon must be >= 1, got {horizon}")
         if dt_ns <= 0:
-            raise ValueError(f"dt_ns must be > 0, got {dt_ns}")
+            raise ConfigError(f"dt_ns must be > 0, got {dt_ns}")
         h, w = (int(image_size[0]), int(image_size[1]))
         if h < 1 or w < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+            raise ConfigError(f"image_size must be positive, got {image_size}")
         self.model_id = self.name
         self.horizon = int(horizon)
         self.dt_ns = int(dt_ns)

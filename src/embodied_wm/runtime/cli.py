@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from embodied_wm.runtime.base import BackendError
+from embodied_wm.errors import EmbodiedWMError
 from embodied_wm.runtime.onnx_export import CANDIDATE_PROFILE
+from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +90,6 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.e2e:
-        # End to end over DDS: sensor publisher -> perception_node -> this process, plus a pass-through floor.
-        from embodied_wm.tools.bench_e2e import run_e2e_bench
-
-        run_e2e_bench(
-            args.model,
-            args.backend,
-            args.seconds,
-            out_path=args.out or "out/bench/e2e.json",
-            fastdds_profile=args.fastdds_profile,
-        )
-        return 0
     from embodied_wm.runtime.bench import run_bench
     from embodied_wm.runtime.select import create_backend
 
@@ -111,7 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         opts["precision"] = args.precision
     if args.cache_dir and args.backend in ("auto", "onnxruntime", "tensorrt"):
         opts["cache_dir"] = args.cache_dir  # PyTorch runs the checkpoint directly: nothing to cache
-    if args.backend in ("copy_last", "linear"):
+    if args.backend in BASELINE_BACKENDS:
         opts.clear()  # baselines have no threads/precision settings
     backend = create_backend(args.backend, args.model, device=args.device, **opts)
     report = run_bench(
@@ -192,7 +181,7 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "tensorrt", "onnxruntime", "pytorch", "copy_last", "linear"),
+        choices=BACKENDS,
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", help="write the JSON report here")
@@ -208,18 +197,6 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument("--cache-dir", help="export/engine cache root")
     p.add_argument("--max-seconds", type=float, default=60.0, help="stop a section after this long")
-    p.add_argument(
-        "--e2e",
-        action="store_true",
-        help="end-to-end over DDS: 640x480 camera + audio + tactile at 30 Hz -> perception_node, "
-        "stamp-to-prediction latency and overhead vs a pass-through node",
-    )
-    p.add_argument("--seconds", type=float, default=30.0, help="--e2e: measuring time")
-    p.add_argument(
-        "--fastdds-profile",
-        help="--e2e: Fast DDS XML profile for all processes (default: config/fastdds_shm.xml, as "
-        "perception_node uses; '' = Fast DDS defaults)",
-    )
     p.set_defaults(func=cmd_bench)
 
 
@@ -238,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (BackendError, FileNotFoundError, ValueError) as exc:
+    except (EmbodiedWMError, FileNotFoundError, ValueError) as exc:
         print(f"embodied-wm {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

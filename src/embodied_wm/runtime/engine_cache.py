@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.runtime.learned import default_cache_dir
 
 CACHE_FORMAT = 1
@@ -55,7 +56,7 @@ def engine_key_inputs(
 ) -> dict[str, Any]:
     """The dict that ``engine_cache_key`` hashes (also stored in the metadata, so a mismatch can be named)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     cc = (
         compute_capability
         if isinstance(compute_capability, str)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.model.config import ModelConfig
-from embodied_wm.model.preprocess import encoder_inputs
+from embodied_wm.model.preprocess import encoder_inputs, modality_spec
 from embodied_wm.observation import Observation, Prediction, Rollout
 from embodied_wm.runtime.base import Backend, BackendError, ModelFileError, validate_candidates
 
@@ -94,6 +94,7 @@ class LearnedBackend(Backend):
 
     def __init__(self, cfg: ModelConfig, model_id: str) -> None:
         self.cfg = cfg
+        self.spec = modality_spec(cfg)
         self.model_id = model_id
         self.horizon = cfg.horizon
         self.dt_ns = cfg.dt_ns

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.runtime.base import BackendUnavailableError, ModelFileError
 from embodied_wm.runtime.learned import LearnedBackend, read_config
 from embodied_wm.runtime.onnx_export import (
@@ -62,7 +63,7 @@ def providers_for(device: str, available: list[str]) -> list[str]:
             )
         return [*gpu, "CPUExecutionProvider"]
     if device != "auto":
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
     return [*gpu, "CPUExecutionProvider"]
 
 

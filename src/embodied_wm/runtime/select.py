@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from embodied_wm.errors import ConfigError
+from embodied_wm.model.preprocess import modality_spec
 from embodied_wm.resources import package_file_candidates
 from embodied_wm.runtime.base import Backend, BackendError, BackendUnavailableError, ModelFileError
 from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS, LEARNED_BACKENDS, device_problem
@@ -84,7 +86,7 @@ def probe(name: str, device: str, model_dir: Path | None = None) -> str | None:
         return None
     if name in BASELINES:
         return None
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+    raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
 
 
 def _factory(name: str) -> Callable[..., Backend]:
@@ -123,7 +125,7 @@ def _kwargs_for(name: str, opts: dict[str, Any], strict: bool) -> dict[str, Any]
             unknown.append(key)
     if unknown and strict:
         accepted = sorted(k for k in params if k not in ("self", "model_dir", "device"))
-        raise ValueError(f"backend {name!r} does not take option(s) {unknown}; it accepts {accepted}")
+        raise ConfigError(f"backend {name!r} does not take option(s) {unknown}; it accepts {accepted}")
     return out
 
 
@@ -131,6 +133,7 @@ def _baseline(name: str, model_dir: Path | None, opts: dict[str, Any]) -> Backen
     """Baselines take image size / horizon / dt from the model's config when a model is given, so they
     are compared with the model at the same resolution and horizon."""
     kw = dict(opts)
+    spec = None
     if model_dir is not None:
         from embodied_wm.runtime.learned import read_config, require_model_dir
 
@@ -139,7 +142,11 @@ def _baseline(name: str, model_dir: Path | None, opts: dict[str, Any]) -> Backen
         kw.setdefault("horizon", cfg.horizon)
         kw.setdefault("dt_ns", cfg.dt_ns)
         kw.setdefault("action_dim", cfg.action_dim)
-    return _factory(name)(**_kwargs_for(name, kw, strict=True))
+        spec = modality_spec(cfg)
+    be = _factory(name)(**_kwargs_for(name, kw, strict=True))
+    if spec is not None:
+        be.spec = spec  # the fallback for a model gets the model's inputs, not the defaults
+    return be
 
 
 def create_backend(
@@ -152,10 +159,10 @@ def create_backend(
     ``device``: auto | cpu | cuda. ``opts`` go to the backend (e.g. precision, threads, cache_dir,
     force_engine_update, cuda_graph, compile)."""
     if name not in NAMES:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
     problem = device_problem(device)
     if problem:
-        raise ValueError(f"device {problem}")
+        raise ConfigError(f"device {problem}")
     mdir = Path(model_dir) if model_dir is not None else None
 
     if name in BASELINES:

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
+from embodied_wm.model.preprocess import modality_spec
 from embodied_wm.runtime.base import BackendError, BackendUnavailableError
 from embodied_wm.runtime.engine_cache import EngineCache, engine_cache_key, engine_key_inputs
 from embodied_wm.runtime.learned import LearnedBackend, read_config
@@ -111,34 +113,14 @@ def strongly_typed_only(trt: Any, flavour: str) -> bool:
 # INT8 calibration data: Observations decoded from a bag exactly as the live node decodes them.
 # ------------------------------------------------------------------------------------------------------
 def iter_bag_observations(bag: str | Path, cfg: Any) -> Iterator[Any]:
-    """Observations from a rosbag through ``Pipeline(backend=None).feed``, the decode path of the live
-    node and the offline evaluation, so calibration sees exactly what inference will see. One topic per
-    message kind (the first by name; a raw image topic wins over a compressed one)."""
-    from embodied_wm.io.bag import find_topics, iter_bag_messages
-    from embodied_wm.observation import ModalitySpec
-    from embodied_wm.pipeline import Pipeline, kind_for_msgtype
+    """Observations from a rosbag through ``pipeline.sources.bag_observations`` (the inputs and decode
+    path of the offline evaluation and the live node), aligned to the model's own ModalitySpec, so
+    calibration sees exactly what inference will see."""
+    # The one upward import of runtime/ (allowed by name in the import contract, setup.cfg): reading a
+    # bag is the pipeline's job, and only an INT8 build from a calibration bag needs it.
+    from embodied_wm.pipeline.sources import bag_observations
 
-    chosen: dict[str, str] = {}
-    for topic, msgtype in sorted(find_topics(bag).items()):
-        kind = kind_for_msgtype(msgtype)
-        if kind is not None and kind not in chosen:
-            chosen[kind] = topic
-    if "image" in chosen:
-        chosen.pop("compressed_image", None)
-    if not ({"image", "compressed_image"} & set(chosen)):
-        raise BackendError(f"{bag}: no camera topic to calibrate INT8 with")
-    kinds = {topic: kind for kind, topic in chosen.items()}
-    spec = ModalitySpec(
-        audio_sample_rate=cfg.audio_sample_rate,
-        audio_window_s=cfg.audio_window_s,
-        tactile_shape=tuple(cfg.tactile_shape),
-        proprio_dim=cfg.proprio_dim,
-        action_dim=cfg.action_dim,
-    )
-    pipe = Pipeline(backend=None, spec=spec)
-    for m in iter_bag_messages(bag, topics=list(kinds)):
-        yield from pipe.feed(kinds[m.topic], m.msg, receive_stamp_ns=m.stamp_ns)
-    yield from pipe.flush()
+    return bag_observations(bag, modality_spec(cfg))
 
 
 def calibration_batches(
@@ -326,7 +308,7 @@ def ensure_engines(
     trt, flavour = import_tensorrt(flavour)
     torch = _cuda_torch()
     if precision not in ("fp16", "fp32", "int8"):
-        raise ValueError(f"precision must be fp16, fp32 or int8, got {precision!r}")
+        raise ConfigError(f"precision must be fp16, fp32 or int8, got {precision!r}")
     if strongly_typed_only(trt, flavour) and precision != "fp32":
         raise BackendUnavailableError(
             f"TensorRT: {flavour} {trt.__version__} builds strongly typed networks only (no FP16/INT8 "

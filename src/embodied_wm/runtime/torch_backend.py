@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.runtime.base import BackendError, BackendUnavailableError, ModelFileError
 from embodied_wm.runtime.learned import LearnedBackend, is_checkpoint_dir, require_model_dir
 from embodied_wm.runtime.registry import is_gpu_device
@@ -62,7 +63,7 @@ def resolve_device(device: str) -> str:
         if not ok:
             raise BackendUnavailableError(f"PyTorch CUDA: {why}")
         return "cuda" if device == "gpu" else device
-    raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    raise ConfigError(f"device must be auto, cpu or cuda[:N], got {device!r}")
 
 
 def torch_outputs_to_numpy(torch: Any, frames: Any, aff: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +101,7 @@ class TorchBackend(LearnedBackend):
         if self.precision == "int8":
             raise BackendUnavailableError("PyTorch: no int8 path (int8 is TensorRT only); use fp16 or fp32")
         if self.precision not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
+            raise ConfigError(f"precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.precision == "fp16" and not on_gpu:
             # CPU fp16 kernels are slow or missing for several ops here; refuse rather than crawl.
             raise BackendUnavailableError(

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.observation import NS_PER_S, ModalitySpec, Observation
 
 log = logging.getLogger(__name__)
@@ -81,20 +82,20 @@ class AlignerConfig:
 
     def __post_init__(self) -> None:
         if self.spec.audio_window_samples < 1:
-            raise ValueError(f"audio window must hold at least one sample, got {self.spec.audio_window_s}s")
+            raise ConfigError(f"audio window must hold at least one sample, got {self.spec.audio_window_s}s")
         for name in ("tolerance_s", "max_wait_s", "reorder_s"):
             if getattr(self, name) < 0:
-                raise ValueError(f"AlignerConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"AlignerConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.reset_jump_s <= 0:
-            raise ValueError(f"AlignerConfig.reset_jump_s must be > 0, got {self.reset_jump_s}")
+            raise ConfigError(f"AlignerConfig.reset_jump_s must be > 0, got {self.reset_jump_s}")
         if self.buffer_s <= self.max_wait_s:
-            raise ValueError(
+            raise ConfigError(
                 f"AlignerConfig.buffer_s ({self.buffer_s}) must exceed max_wait_s ({self.max_wait_s})"
             )
         if self.max_items < 1 or self.max_pending < 1:
-            raise ValueError("AlignerConfig.max_items and max_pending must be >= 1")
+            raise ConfigError("AlignerConfig.max_items and max_pending must be >= 1")
         if not self.future_s > self.max_wait_s + self.reorder_s:  # also rejects NaN
-            raise ValueError(
+            raise ConfigError(
                 f"AlignerConfig.future_s ({self.future_s}) must exceed max_wait_s + reorder_s "
                 f"({self.max_wait_s} + {self.reorder_s}): in-time readings may lead the images that much"
             )

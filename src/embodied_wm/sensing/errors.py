@@ -7,8 +7,10 @@ ValueError so callers that only know the stdlib still catch it.
 
 from __future__ import annotations
 
+from embodied_wm.errors import EmbodiedWMError
 
-class SensingError(ValueError):
+
+class SensingError(EmbodiedWMError, ValueError):
     """A message could not be decoded or failed validation."""
 
     #: Default reason for the class; instances may override it.

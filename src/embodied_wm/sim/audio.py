@@ -17,6 +17,7 @@ import math
 import numpy as np
 from scipy.signal import lfilter
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.sim.scene import MATERIAL_ORDER, MATERIALS
 
 SAMPLE_RATE = 16000
@@ -40,7 +41,7 @@ class ContactAudio:
         self, rng: np.random.Generator, ngeom: int, geom_material: np.ndarray, samples_per_step: int
     ) -> None:
         if samples_per_step < 1:
-            raise ValueError(f"samples_per_step must be >= 1, got {samples_per_step}")
+            raise ConfigError(f"samples_per_step must be >= 1, got {samples_per_step}")
         self.rng = rng
         self.ngeom = ngeom
         self.geom_material = np.asarray(geom_material, np.int64)

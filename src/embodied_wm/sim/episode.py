@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.observation import NS_PER_S
 from embodied_wm.sim.audio import SAMPLE_RATE, ContactAudio
 from embodied_wm.sim.policies import MAX_SPEED, PolicyState, ScriptedPolicy, clamp_speed
@@ -61,7 +62,7 @@ class FrameData:
 
 def episode_seed_sequence(seed: int, episode: int) -> np.random.SeedSequence:
     if seed < 0 or episode < 0:
-        raise ValueError(f"seed and episode must be non-negative, got seed={seed} episode={episode}")
+        raise ConfigError(f"seed and episode must be non-negative, got seed={seed} episode={episode}")
     return np.random.SeedSequence([seed, episode])
 
 
@@ -79,7 +80,7 @@ class Episode:
     ) -> None:
         steps = dt / PHYSICS_DT
         if dt <= 0 or abs(steps - round(steps)) > 1e-6:
-            raise ValueError(f"dt must be a positive multiple of the physics step {PHYSICS_DT} s, got {dt}")
+            raise ConfigError(f"dt must be a positive multiple of the physics step {PHYSICS_DT} s, got {dt}")
         self.seed, self.episode = seed, episode
         self.dt = dt
         self.dt_ns = round(dt * NS_PER_S)
@@ -92,7 +93,7 @@ class Episode:
         self.policy = ScriptedPolicy(np.random.default_rng(policy_ss), self.spec.objects, dt, max_speed)
         sps = SAMPLE_RATE * PHYSICS_DT
         if abs(sps - round(sps)) > 1e-9:
-            raise ValueError("audio sample rate must give a whole number of samples per physics step")
+            raise ConfigError("audio sample rate must give a whole number of samples per physics step")
         self.audio = ContactAudio(
             np.random.default_rng(audio_ss), self.sim.model.ngeom, self.sim.geom_material, round(sps)
         )

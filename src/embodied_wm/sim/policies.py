@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.sim.scene import JOINT_RANGE, TIP_RADIUS, ObjectSpec
 
 #: Default maximum fingertip speed (m/s).
@@ -71,7 +72,7 @@ class ScriptedPolicy:
         and target are drawn from the policy's rng as for a random segment. Push and tap need an object
         and become a sweep without one. (The planner evaluation uses this for its scripted goal push.)"""
         if kind not in SEGMENT_KINDS:
-            raise ValueError(f"unknown segment kind {kind!r}; expected one of {SEGMENT_KINDS}")
+            raise ConfigError(f"unknown segment kind {kind!r}; expected one of {SEGMENT_KINDS}")
         if kind in ("push", "tap") and len(s.objects) == 0:
             kind = "sweep"
         self.kind = kind

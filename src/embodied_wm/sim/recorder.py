@@ -28,6 +28,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.sim import ground_truth as gt
 from embodied_wm.sim import messages as mk
 from embodied_wm.sim.episode import Episode, FrameData
@@ -59,11 +60,11 @@ class RecordConfig:
 
     def validate(self) -> None:
         if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
+            raise ConfigError(f"frames must be >= 1, got {self.frames}")
         if not 8 <= self.res <= 1024:
-            raise ValueError(f"res must be in [8, 1024], got {self.res}")
+            raise ConfigError(f"res must be in [8, 1024], got {self.res}")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
 
 def bag_name(episode: int) -> str:
@@ -201,9 +202,9 @@ def record(
     With ``skip_existing`` an episode whose bag directory exists is left alone (resume a set); the
     existing bag is trusted, not checked against the other arguments."""
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     cfg = RecordConfig(frames=frames, seed=seed, res=res, randomize=randomize, ground_truth=ground_truth)
     cfg.validate()
     out = Path(out_dir)

@@ -28,6 +28,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco
 
+from embodied_wm.errors import ConfigError
+
 #: Physics step (s). 2 ms keeps fingertip contacts stable and gives audio 32 samples per step.
 PHYSICS_DT = 0.002
 TIP_RADIUS = 0.012
@@ -187,7 +189,7 @@ def _volume(shape: str, size: tuple[float, ...]) -> float:
         return 4.0 / 3.0 * math.pi * size[0] ** 3
     if shape == "capsule":
         return math.pi * size[0] ** 2 * 2.0 * size[1] + 4.0 / 3.0 * math.pi * size[0] ** 3
-    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    raise ConfigError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
 def _default_objects() -> list[tuple[str, str, tuple[float, ...]]]:
@@ -398,7 +400,7 @@ class TabletopSim:
 
     def __init__(self, spec: SceneSpec, res: int) -> None:
         if res < 8:
-            raise ValueError(f"resolution must be >= 8 px, got {res}")
+            raise ConfigError(f"resolution must be >= 8 px, got {res}")
         self.spec = spec
         self.res = res
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(spec, res))

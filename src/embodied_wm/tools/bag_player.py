@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embodied_wm.errors import EmbodiedWMError
+
 NS_PER_S = 1_000_000_000
 
 
-class PlayerError(RuntimeError):
+class PlayerError(EmbodiedWMError, RuntimeError):
     """The bag cannot be played (unreadable, unknown types, bad arguments)."""
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import EmbodiedWMError, InvalidDataError
 from embodied_wm.ros.qos import FASTDDS_PROFILE_VARS, SHM_PROFILE_OPT_OUT, default_shm_profile
 from embodied_wm.runtime.machine import machine_info as device_info
 from embodied_wm.tools.sensor_publisher import read_stats
@@ -61,7 +62,7 @@ TARGET_RATE_HZ = 15.0
 TARGET_P99_MS = 100.0
 
 
-class BenchError(RuntimeError):
+class BenchError(EmbodiedWMError, RuntimeError):
     """The benchmark could not run (a process died, nothing arrived, bad arguments)."""
 
 
@@ -73,7 +74,7 @@ def cdr_header_stamp_ns(data: bytes) -> int:
     the Header's Time follows as int32 sec, uint32 nanosec. Reading 12 bytes is enough.
     """
     if len(data) < 12:
-        raise ValueError(f"serialized message too short for a header ({len(data)} bytes)")
+        raise InvalidDataError(f"serialized message too short for a header ({len(data)} bytes)")
     order = "<" if data[1] & 1 else ">"
     sec, nsec = struct.unpack_from(order + "iI", data, 4)
     return sec * NS_PER_S + nsec
@@ -891,10 +892,8 @@ def default_backend(model: str | None, backend: str | None) -> str:
     return backend or ("auto" if model else "linear")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m embodied_wm.tools.bench_e2e", description=__doc__.splitlines()[0]
-    )
+def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """All options of the end-to-end bench (``embodied-wm bench e2e``, ``python -m ...tools.bench_e2e``)."""
     add_arguments(p)
     p.add_argument("--seconds", type=float, default=30.0, help="measured seconds (after warm-up)")
     p.add_argument(
@@ -902,27 +901,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--passthrough-raw", action="store_true", help="floor node relays serialized bytes")
     p.add_argument("--out", default="out/bench/e2e.json", help="JSON output file")
+    p.set_defaults(func=run_from_args)
+    return p
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``e2e`` under ``embodied-wm bench``."""
+    p = subparsers.add_parser(
+        "e2e",
+        help="end to end over DDS: sensors at 30 Hz -> perception_node -> predictions, vs a pass-through",
+        description=__doc__.splitlines()[0],
+    )
+    return configure_parser(p)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the bench from parsed options; a BenchError goes up to the caller (one line there)."""
+    run_e2e_bench(
+        args.model,
+        default_backend(args.model, args.backend),
+        args.seconds,
+        args.rate,
+        args.width,
+        args.height,
+        args.out,
+        args.fastdds_profile,
+        warmup_s=args.warmup,
+        domain_id=args.domain_id,
+        node_params=parse_params(args.param),
+        passthrough_raw=args.passthrough_raw,
+        node_cmd=args.node_cmd.split() if args.node_cmd else None,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    prog = "python -m embodied_wm.tools.bench_e2e"
+    p = configure_parser(argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0]))
     args = p.parse_args(argv)
     try:
-        run_e2e_bench(
-            args.model,
-            default_backend(args.model, args.backend),
-            args.seconds,
-            args.rate,
-            args.width,
-            args.height,
-            args.out,
-            args.fastdds_profile,
-            warmup_s=args.warmup,
-            domain_id=args.domain_id,
-            node_params=parse_params(args.param),
-            passthrough_raw=args.passthrough_raw,
-            node_cmd=args.node_cmd.split() if args.node_cmd else None,
-        )
+        return run_from_args(args)
     except BenchError as exc:
         print(f"bench_e2e: error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

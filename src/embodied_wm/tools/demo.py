@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import EmbodiedWMError
+
 NS_PER_S = 1_000_000_000
 CAMERA_TOPIC = "/camera/image_raw"
 GT_AFFORDANCE_TOPIC = "/ground_truth/affordance"
@@ -40,6 +42,10 @@ N_SHEETS = 4
 #: Upscaling of the small frames in the PNGs, so they are readable in a browser.
 PNG_SCALE = 3
 
+
+
+class DemoError(EmbodiedWMError, RuntimeError):
+    """The demo could not produce its report (node did not start, no predictions, player failed)."""
 
 def log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
@@ -308,7 +314,7 @@ def write_report(out: Path, collected: Collected, bag: Path, meta: dict[str, Any
     bag_frames, gt_aff = load_bag_frames(bag)
     stamps = sorted(collected.frames)
     if not stamps:
-        raise RuntimeError("no predictions were received; see logs/perception_node.log")
+        raise DemoError("no predictions were received; see logs/perception_node.log")
     # --- predictions.npz
     first_stamps, first = frames_msg_to_numpy(collected.frames[stamps[0]])
     all_frames = np.stack([frames_msg_to_numpy(collected.frames[t])[1] for t in stamps])
@@ -470,11 +476,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline = time.monotonic() + args.node_timeout
         while not collector.publishers_ready():
             if node.poll() is not None:
-                raise RuntimeError(
+                raise DemoError(
                     f"perception_node exited with {node.returncode}; see {logs}/perception_node.log"
                 )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"perception_node not up after {args.node_timeout} s")
+                raise DemoError(f"perception_node not up after {args.node_timeout} s")
             time.sleep(0.1)
         log(
             f"perception_node is up ({time.monotonic() - t_start:.1f} s); "
@@ -508,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log(f"  {collector.count()} predictions so far")
                     last_report = time.monotonic()
         if player.returncode != 0:
-            raise RuntimeError(f"bag_player failed ({player.returncode}); see {logs}/bag_player.log")
+            raise DemoError(f"bag_player failed ({player.returncode}); see {logs}/bag_player.log")
         # Let the last predictions (and one more diagnostics message) arrive.
         settle = time.monotonic()
         n = collector.count()

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError
+
 NS_PER_S = 1_000_000_000
 
 #: Topics the perception node subscribes to by default.
@@ -246,7 +248,7 @@ class SensorPublisher:
 
         unknown = set(streams) - set(ALL_STREAMS)
         if unknown:
-            raise ValueError(f"unknown streams {sorted(unknown)} (use {list(ALL_STREAMS)})")
+            raise ConfigError(f"unknown streams {sorted(unknown)} (use {list(ALL_STREAMS)})")
         self.node = node
         self.rate_hz = float(rate_hz)
         self.streams = tuple(streams)

@@ -1,10 +1,12 @@
 """`embodied-wm train` / `python -m embodied_wm.train.cli`: train a world model on rosbag2 files, and
-`python -m embodied_wm.train.cli evaluate` for held-out metrics of a checkpoint.
+`embodied-wm train evaluate` for held-out metrics of a checkpoint.
 
 Examples:
-  python -m embodied_wm.train.cli --data out/sim/train --config tiny --out out/train/tiny --steps 3000
+  embodied-wm train --data out/sim/train --config tiny --out out/train/tiny --steps 3000
   torchrun --nproc_per_node 4 -m embodied_wm.train.cli --data bags/ --config base --out out/base --device cuda
-  python -m embodied_wm.train.cli evaluate --model models/tiny --data out/sim/val --out metrics.json
+  embodied-wm train evaluate --model models/tiny --data out/sim/val --out metrics.json
+
+(``python -m embodied_wm.train.cli evaluate`` still works for one release, with a deprecation line.)
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from embodied_wm.errors import ConfigError
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", nargs="+", required=True, help="rosbag2 files/dirs, or dirs of bags")
+
+def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``required``: --data and --out are argparse-required (False where ``train evaluate`` shares the
+    parser; _run_train then checks them with the same message)."""
+    p.add_argument("--data", nargs="+", required=required, help="rosbag2 files/dirs, or dirs of bags")
     p.add_argument("--config", default="tiny", help="model config name (tiny, base) or JSON path")
-    p.add_argument("--out", required=True, help="output dir: checkpoint, metrics.json, resume state")
+    p.add_argument("--out", required=required, help="output dir: checkpoint, metrics.json, resume state")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=16, help="windows per step (per process under torchrun)")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -45,6 +51,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    missing = [opt for opt in ("--data", "--out") if getattr(args, opt[2:]) is None]
+    if missing:
+        parser = getattr(args, "train_parser", None)
+        message = f"the following arguments are required: {', '.join(missing)}"
+        if parser is not None:
+            parser.error(message)
+        raise ConfigError(message)
     from embodied_wm.train.losses import LossWeights
     from embodied_wm.train.trainer import TrainArgs, run_training
 
@@ -86,16 +99,27 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `train` subcommand (with an optional `train evaluate` form) to a parent CLI."""
+    """Add the `train` subcommand and its `train evaluate` subcommand to a parent CLI."""
     p = subparsers.add_parser("train", help="train a world model on rosbag2 files", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_train_args(p)
-    p.set_defaults(func=_run_train)
+    _add_train_args(p, required=False)
+    p.set_defaults(func=_run_train, train_parser=p)
+    sub = p.add_subparsers(dest="train_command", metavar="{evaluate}")
+    ev = sub.add_parser("evaluate", help="held-out metrics of a checkpoint (and modality ablations)",
+                        description="Held-out metrics of a checkpoint: PSNR per horizon step vs the "
+                                    "baselines, affordance AUROC, one more evaluation per masked modality.")
+    _add_evaluate_args(ev)
+    ev.set_defaults(func=_run_evaluate)
     return p
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m embodied_wm.train.cli evaluate")
+    _add_evaluate_args(p)
+    return p
+
+
+def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint dir")
     p.add_argument("--data", nargs="+", required=True, help="held-out bags")
     p.add_argument("--ablate", nargs="+", default=["audio_touch"],
@@ -105,13 +129,17 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default=None, help="write the results JSON here")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv[:1] == ["evaluate"]:
+        print(
+            "python -m embodied_wm.train.cli evaluate is deprecated and goes in the next release; "
+            "use: embodied-wm train evaluate",
+            file=sys.stderr,
+        )
         return _run_evaluate(_evaluate_parser().parse_args(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m embodied_wm.train.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -27,16 +27,17 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from embodied_wm.io.bag import BagError, bag_paths, find_topics, iter_bag_messages
+from embodied_wm.errors import ConfigError, InvalidDataError
+from embodied_wm.io.bag import BagError, bag_info, bag_paths
 from embodied_wm.model.config import ModelConfig
-from embodied_wm.model.preprocess import RAW_KEYS, normalize, normalize_stats, raw_frame
-from embodied_wm.observation import MODALITIES, ModalitySpec, Observation
+from embodied_wm.model.preprocess import RAW_KEYS, modality_spec, normalize, normalize_stats, raw_frame
+from embodied_wm.observation import MODALITIES, Observation
+from embodied_wm.pipeline import Pipeline
+from embodied_wm.pipeline.sources import feed_bag, select_inputs
 
 log = logging.getLogger(__name__)
 
 AFFORDANCE_MSGTYPE = "embodied_wm/msg/AffordanceMap"
-#: Preferred topic per sensor kind when a bag has several topics of one message type.
-PREFERRED_TOPICS = ("/camera/image_raw", "/audio", "/tactile", "/joint_states", "/cmd_vel_ee")
 CACHE_VERSION = 1
 
 
@@ -60,16 +61,6 @@ class Episode:
         return int(self.stamps_ns.shape[0])
 
 
-def _spec(cfg: ModelConfig) -> ModalitySpec:
-    return ModalitySpec(
-        audio_sample_rate=cfg.audio_sample_rate,
-        audio_window_s=cfg.audio_window_s,
-        tactile_shape=cfg.tactile_shape,
-        proprio_dim=cfg.proprio_dim,
-        action_dim=cfg.action_dim,
-    )
-
-
 def _cache_key(path: Path, cfg: ModelConfig) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     sig = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
@@ -88,7 +79,7 @@ def _decode_affordance(msg: Any, size: int, channels: Sequence[str]) -> np.ndarr
     c, h, w = len(msg.channels), int(msg.height), int(msg.width)
     data = np.asarray(msg.data, np.float32)
     if data.size != c * h * w:
-        raise ValueError(f"AffordanceMap data has {data.size} values, expected {c}x{h}x{w}")
+        raise InvalidDataError(f"AffordanceMap data has {data.size} values, expected {c}x{h}x{w}")
     data = np.clip(data.reshape(c, h, w), 0.0, 1.0)
     names = list(msg.channels)
     out = np.zeros((len(channels), size, size), np.uint8)
@@ -103,32 +94,14 @@ def _decode_affordance(msg: Any, size: int, channels: Sequence[str]) -> np.ndarr
 
 
 def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
-    """Read one bag through Pipeline(backend=None) (the node's path) into an Episode (no cache)."""
-    from embodied_wm.pipeline import Pipeline, kind_for_msgtype
-
+    """Read one bag through Pipeline(backend=None) (the node's path) into an Episode (no cache). Its inputs
+    are pipeline.sources.select_inputs' (the same topics the offline evaluation replays)."""
     path = Path(path)
-    topics = find_topics(path)
-    # One topic per sensor: raw and compressed camera images (or two tactile encodings) are the same
-    # sensor, and ground-truth images (segmentation, depth) are not a camera at all.
-    groups = {"compressed_image": "image", "tactile_f32": "tactile"}
-    by_group: dict[str, list[str]] = {}
-    kinds: dict[str, str] = {}
-    for topic, msgtype in topics.items():
-        kind = kind_for_msgtype(msgtype)
-        if kind is not None and not topic.startswith("/ground_truth"):
-            kinds[topic] = kind
-            by_group.setdefault(groups.get(kind, kind), []).append(topic)
-    aff_topics = [t for t, ty in topics.items() if ty == AFFORDANCE_MSGTYPE]
-    use: list[str] = []
-    for group, names in by_group.items():
-        pref = [t for t in names if t in PREFERRED_TOPICS]
-        use.append((pref or sorted(names))[0])
-        if len(names) > 1:
-            log.info("%s: %d %s topics, using %s", path, len(names), group, use[-1])
-    if "image" not in by_group:
-        raise BagError(f"{path}: no camera image topic (topics: {', '.join(sorted(topics)) or 'none'})")
+    info = bag_info(path)
+    inputs = select_inputs(info)
+    aff_topics = [t for t, ty in info.topics.items() if ty == AFFORDANCE_MSGTYPE]
 
-    pipe = Pipeline(backend=None, spec=_spec(cfg))
+    pipe = Pipeline(backend=None, spec=modality_spec(cfg))
     frames: list[dict[str, np.ndarray]] = []
     stamps: list[int] = []
     aff: dict[int, np.ndarray] = {}
@@ -141,18 +114,17 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
             frames.append(raw_frame(obs, cfg))
             stamps.append(int(obs.stamp_ns))
 
-    for m in iter_bag_messages(path, topics=[*use, *aff_topics]):
-        if m.msgtype == AFFORDANCE_MSGTYPE:
-            st = m.msg.header.stamp
-            try:
-                aff[int(st.sec) * 1_000_000_000 + int(st.nanosec)] = _decode_affordance(
-                    m.msg, cfg.image_size, cfg.affordance_channels
-                )
-            except (KeyError, ValueError) as exc:
-                log.warning("%s: skipping affordance map: %s", path, exc)
+    for item in feed_bag(path, inputs, pipe, also=aff_topics):
+        if isinstance(item, Observation):
+            take([item])
             continue
-        take(pipe.feed(kinds[m.topic], m.msg, receive_stamp_ns=m.stamp_ns))
-    take(pipe.flush())
+        st = item.msg.header.stamp
+        try:
+            aff[int(st.sec) * 1_000_000_000 + int(st.nanosec)] = _decode_affordance(
+                item.msg, cfg.image_size, cfg.affordance_channels
+            )
+        except (KeyError, ValueError) as exc:
+            log.warning("%s: skipping affordance map: %s", path, exc)
     if not frames:
         raise BagError(f"{path}: no complete observations decoded")
     order = np.argsort(np.asarray(stamps), kind="stable")
@@ -221,7 +193,7 @@ def load_episodes(
 def split_episodes(episodes: Sequence[Episode], val_fraction: float, seed: int = 0) -> tuple[list, list]:
     """Held-out split by episode (never by frame: neighbouring frames are near-duplicates)."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError("val_fraction must be in [0, 1)")
+        raise ConfigError("val_fraction must be in [0, 1)")
     n_val = round(len(episodes) * val_fraction)
     if val_fraction > 0 and len(episodes) > 1:
         n_val = max(1, n_val)

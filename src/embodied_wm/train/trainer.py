@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
+from embodied_wm.errors import ConfigError
 from embodied_wm.model.checkpoint import load_checkpoint, save_checkpoint
 from embodied_wm.model.config import ModelConfig, load_config
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
@@ -125,7 +126,7 @@ def _batches(
 ) -> Iterator[list[dict[str, np.ndarray]]]:
     per_epoch = len(sampler) // batch
     if per_epoch == 0:
-        raise ValueError(f"only {len(sampler)} training windows per process, fewer than --batch {batch}")
+        raise ConfigError(f"only {len(sampler)} training windows per process, fewer than --batch {batch}")
     epoch, offset = divmod(start_step, per_epoch)
     while True:
         sampler.set_epoch(epoch)
@@ -174,7 +175,7 @@ def _dist_env() -> tuple[int, int, int]:
 def run_training(a: TrainArgs) -> dict[str, Any]:
     world, rank, local_rank = _dist_env()
     if a.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
+        raise ConfigError("--device cuda requested but torch.cuda.is_available() is False")
     if world > 1:
         dist.init_process_group("nccl" if a.device.startswith("cuda") else "gloo")
     device = torch.device(f"cuda:{local_rank}" if a.device.startswith("cuda") else "cpu")
