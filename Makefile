@@ -11,7 +11,7 @@ help:
 	@echo "make test   - set up, build, run the test suite"
 	@echo "make setup  - create .venv (ROS 2 Jazzy wheels, torch, deps)"
 	@echo "make build  - colcon build the interfaces and install the package into install/"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy + lint-imports (the layer contract in .importlinter)"
 
 setup:
 	@bash scripts/setup_env.sh
@@ -23,12 +23,12 @@ demo: build
 	@$(ENV) python -m embodied_wm.tools.demo --out $(DEMO_OUT)
 
 test: build
-	@$(ENV) ruff check src test && mypy
+	@$(ENV) ruff check src test && mypy && lint-imports
 	@$(ENV) python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	@echo "test: results above; logs of spawned nodes under $(CURDIR)/out/test-logs"
 
 lint: setup
-	@$(ENV) ruff check src test && mypy
+	@$(ENV) ruff check src test && mypy && lint-imports
 
 clean:
 	rm -rf build install log out

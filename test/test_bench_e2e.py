@@ -18,16 +18,13 @@ import pytest
 from conftest import REPO, requires_ros
 
 from embodied_wm.tools.bench_e2e import (
-    cdr_header_stamp_ns,
     latency_summary,
     model_compute_ms,
     parse_params,
-    proc_cpu_s,
-    proc_rss_kb,
     publisher_rate,
-    resolve_fastdds_profile,
     stage_medians,
 )
+from embodied_wm.tools.e2e_setup import cdr_header_stamp_ns, proc_cpu_s, proc_rss_kb, resolve_fastdds_profile
 
 
 # ------------------------------------------------------------------------------------ pure pieces
@@ -169,7 +166,7 @@ def test_short_e2e_bench_writes_sane_json(tmp_path: Path) -> None:
 
 
 def test_fastdds_profile_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from embodied_wm.tools.bench_e2e import BenchError
+    from embodied_wm.tools.e2e_setup import BenchError
 
     for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE", "EWM_FASTDDS_SHM"):
         monkeypatch.delenv(var, raising=False)

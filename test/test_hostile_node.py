@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conftest import LOG_DIR, REPO, requires_ros
 
-from embodied_wm.tools.bench_e2e import cdr_header_stamp_ns, proc_rss_kb
+from embodied_wm.tools.e2e_setup import cdr_header_stamp_ns, proc_rss_kb
 
 pytestmark = [requires_ros, pytest.mark.ros]
 

@@ -23,7 +23,7 @@ _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("embodied_wm.train.cli", "add_parser"),
     ("embodied_wm.runtime.cli", "add_parsers"),
     ("embodied_wm.eval.cli", "add_parser"),
-    ("embodied_wm.eval.planning", "add_parser"),
+    ("embodied_wm.eval.planning_cli", "add_parser"),
     ("embodied_wm.eval.ranking", "add_parser"),
     ("embodied_wm.tools.soak", "add_parser"),
 )

@@ -13,6 +13,7 @@ def package_roots() -> list[Path]:
     """share/embodied_wm (when the package is installed and the ament index is available), then <repo>."""
     roots: list[Path] = []
     try:
+        # lazy: optional: absent here is handled below
         from ament_index_python.packages import get_package_share_directory
 
         roots.append(Path(get_package_share_directory("embodied_wm")))

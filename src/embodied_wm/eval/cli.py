@@ -21,7 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from embodied_wm.errors import one_line_argparse_errors
+from embodied_wm.eval import replay
+from embodied_wm.eval.replay import EvalError, EvalOptions
+from embodied_wm.eval.report import write_report
+from embodied_wm.eval.robustness import PERTURBATIONS
+from embodied_wm.io.bag import BagError, bag_info, bag_paths, choose_camera_topic
+from embodied_wm.runtime.base import BackendError
 from embodied_wm.runtime.registry import MODEL_BACKENDS, device_problem
 
 log = logging.getLogger(__name__)
@@ -103,9 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from embodied_wm.eval.replay import EvalError, EvalOptions
-    from embodied_wm.eval.robustness import PERTURBATIONS
-
     if args.workers < 1:
         raise EvalError(f"--workers must be >= 1, got {args.workers}")
     if args.max_frames is not None and args.max_frames < 1:
@@ -153,10 +158,6 @@ def _options(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """The eval subcommand. Raises EvalError/BagError/BackendError for expected failures."""
-    from tqdm import tqdm
-
-    from embodied_wm.eval import replay
-    from embodied_wm.io.bag import bag_info, bag_paths, choose_camera_topic
 
     opts = _options(args)
     # A damaged bag is reported once, below, as a warning line; the reader's own log lines would repeat it.
@@ -195,8 +196,6 @@ def run(args: argparse.Namespace) -> int:
             + " (all camera messages undecodable, or the bag stops before the first frame)"
         )
     if not args.no_report:
-        from embodied_wm.eval.report import write_report
-
         write_report(out, summary, results, ref)
     _print_summary(summary, n_records, wall, out, not args.no_report)
     return 0
@@ -227,10 +226,6 @@ def _print_summary(summary: dict[str, Any], n_records: int, wall: float, out: Pa
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    from embodied_wm.eval.replay import EvalError
-    from embodied_wm.io.bag import BagError
-    from embodied_wm.runtime.base import BackendError
-
     errs: list[type[BaseException]] = [
         EvalError,
         BagError,
@@ -240,6 +235,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         PermissionError,
     ]
     try:
+        # lazy: optional: absent here is handled below
         from embodied_wm.model.checkpoint import CheckpointError
 
         errs.append(CheckpointError)

@@ -124,6 +124,7 @@ def _filter_planes_valid(planes: np.ndarray, k: np.ndarray) -> np.ndarray:
     n = k.shape[0]
     r = (n - 1) // 2
     try:
+        # lazy: optional: absent here is handled below
         import cv2
     except ImportError:  # OpenCV is a dependency, but the metrics must not hinge on it
         return np.moveaxis(_filter_valid_numpy(np.moveaxis(planes, 0, 2), k), 2, 0)
@@ -321,7 +322,7 @@ class BatchScores:
     """Per-pair metrics of ``score_frames`` (psnr_moving / moving_fraction None without an observation)."""
 
     psnr: list[float]
-    ssim: list[float]
+    ssim: list[float | None]
     psnr_moving: list[float | None]
     moving_fraction: list[float | None]
 
@@ -331,9 +332,12 @@ def score_frames(
     targets: np.ndarray,
     observation: np.ndarray | None,
     threshold: float = MOVING_THRESHOLD,
+    with_ssim: bool = True,
 ) -> BatchScores:
     """``score_frame`` for N predicted frames at once (N x H x W x 3), vectorised over N; the moving
-    mask of pair i compares targets[i] with the one ``observation`` frame."""
+    mask of pair i compares targets[i] with the one ``observation`` frame. The one per-horizon scorer:
+    the replay evaluation, the evaluator node, training validation and the demo all score with it.
+    ``with_ssim=False`` leaves SSIM out (None), the costly part, where a caller reports only PSNR."""
     _check_same_shape(preds, targets)
     n = preds.shape[0]
     p = _as_float(preds)
@@ -343,7 +347,7 @@ def score_frames(
     mses = per_pixel.mean(axis=(1, 2))
     out = BatchScores(
         psnr=[psnr_from_mse(float(m)) for m in mses],
-        ssim=[float(v) for v in ssim_batch(preds, targets)],
+        ssim=[float(v) for v in ssim_batch(preds, targets)] if with_ssim else [None] * n,
         psnr_moving=[None] * n,
         moving_fraction=[None] * n,
     )

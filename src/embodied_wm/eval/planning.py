@@ -73,25 +73,37 @@ DIR/planning.png: one row per episode: start frame, goal frame, final frame of c
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embodied_wm.errors import EmbodiedWMError, one_line_argparse_errors
+from embodied_wm import paramspec as P
+from embodied_wm.errors import EmbodiedWMError
+from embodied_wm.eval.controllers import (
+    GOAL_FRAMES_PER_WAYPOINT,
+    CemController,
+    Controller,
+    RandomController,
+    ReplayController,
+    ScriptedPushController,
+    ZeroController,
+)
+from embodied_wm.eval.metrics import mse
+from embodied_wm.eval.report import _plt
+from embodied_wm.planning.objectives import GOAL_MODES
+from embodied_wm.planning.params import PLANNER_PARAMS
+from embodied_wm.runtime.machine import machine_info as device_info
 from embodied_wm.runtime.registry import device_problem
+from embodied_wm.runtime.select import NAMES, create_backend
 
 if TYPE_CHECKING:
-    from embodied_wm.observation import Observation
     from embodied_wm.runtime.base import Backend
-    from embodied_wm.sim.episode import Episode, FrameData
+    from embodied_wm.sim.episode import Episode
 
 PROG = "embodied-wm eval-planner"
 SCHEMA = "embodied_wm.planning/1"
@@ -108,20 +120,8 @@ PLANNER_SETTINGS: tuple[str, ...] = (
     "contact_weight",
     "seed",
 )
-#: Simulator message key -> Pipeline kind, for the inputs perception_node subscribes to.
-FEED_KINDS: dict[str, str] = {
-    "image": "image",
-    "audio": "audio",
-    "tactile": "tactile",
-    "joint_states": "joint_state",
-}
-#: The scripted policy's hold after the push lasts longer than any episode.
-_HOLD_FOREVER = 1_000_000
 #: Where control starts: the scene's initial state, or where the scripted push stroke begins.
 START_AT: tuple[str, ...] = ("scene", "push-stroke")
-#: The goal push gives up a waypoint it has not reached after this many frames (the data generator's
-#: 12 cuts a slow approach short, leaving the finger far from the object where the stroke begins).
-GOAL_FRAMES_PER_WAYPOINT = 40
 #: The scripted approach (above the object, then down beside it) takes at most 2 x 40 frames.
 MAX_APPROACH_STEPS = 2 * GOAL_FRAMES_PER_WAYPOINT + 2
 #: cem and random end "tied" when their final goal-object distances differ by less than this (m).
@@ -154,11 +154,6 @@ class PlanningOptions:
     goal_mode: str = "last"
 
     def validate(self) -> None:
-        from embodied_wm import paramspec as P
-        from embodied_wm.planning.objectives import GOAL_MODES
-        from embodied_wm.planning.params import PLANNER_PARAMS
-        from embodied_wm.runtime.select import NAMES
-
         if self.backend not in NAMES:
             raise PlanningError(f"--backend must be one of {', '.join(NAMES)}, got {self.backend!r}")
         problem = device_problem(self.device)
@@ -201,246 +196,6 @@ class PlanningOptions:
             raise PlanningError(f"--out {self.out}: exists and is not a directory")
 
 
-# ------------------------------------------------------------------------------------- controllers
-class Controller(Protocol):
-    name: str
-
-    def observe(self, frame: FrameData) -> None:
-        """Frame t's sensor data, before the action for [t, t + dt) is chosen."""
-
-    def decide(self, ep: Episode, frame: FrameData, step: int) -> np.ndarray:
-        """The twist (6-vector) to apply during [t, t + dt); ``step`` counts control steps from 0."""
-
-    def applied(self, frame: FrameData) -> None:
-        """``frame.action`` now holds the twist the simulator applied during [t, t + dt)."""
-
-
-class _Passive:
-    """No sensing: the base of the controllers that do not use the model."""
-
-    name = "passive"
-
-    def observe(self, frame: FrameData) -> None:
-        pass
-
-    def applied(self, frame: FrameData) -> None:
-        pass
-
-
-class ZeroController(_Passive):
-    name = "zero"
-
-    def decide(self, ep: Episode, frame: FrameData, step: int) -> np.ndarray:
-        return np.zeros(6)
-
-
-class ReplayController(_Passive):
-    name = "scripted"
-
-    def __init__(self, actions: Sequence[np.ndarray]) -> None:
-        self.actions = [np.asarray(a, float) for a in actions]
-
-    def decide(self, ep: Episode, frame: FrameData, step: int) -> np.ndarray:
-        return self.actions[step]
-
-
-class ScriptedPushController(_Passive):
-    """The simulator's approach-push policy for one push, then holding still (makes the goal)."""
-
-    name = "goal"
-
-    def __init__(self) -> None:
-        self.calls = 0
-        #: Step (counted from the push's first) at which the push stroke (through the object) began,
-        #: and at which the whole push (stroke and lift) was done; None until then.
-        self.stroke_step: int | None = None
-        self.done_step: int | None = None
-
-    def decide(self, ep: Episode, frame: FrameData, step: int) -> np.ndarray:
-        from embodied_wm.sim.policies import Waypoint
-
-        state = ep.policy_state()
-        if self.calls == 0:
-            ep.policy.max_frames_per_waypoint = GOAL_FRAMES_PER_WAYPOINT
-            ep.policy.begin("push", state)
-            ep.policy.plan.append(Waypoint(state.finger.copy(), 0.0, hold=_HOLD_FOREVER))
-        action = ep.scripted_action()
-        # The push plan is [above, down beside the object, through it, lift] + the hold appended here.
-        if self.stroke_step is None and len(ep.policy.plan) <= 3:
-            self.stroke_step = self.calls
-        if self.done_step is None and ep.policy.plan and ep.policy.plan[0].hold:
-            self.done_step = self.calls
-        self.calls += 1
-        return action
-
-
-class RandomController(_Passive):
-    """Uniform random twists within the planner's bounds (CemSampler's uniform sampling, horizon 1)."""
-
-    name = "random"
-
-    def __init__(self, planner: Mapping[str, Any], seed: int) -> None:
-        from embodied_wm.planning.cem import CemSampler
-
-        self.sampler = CemSampler(
-            1,
-            planner["active_dims"],
-            planner["max_speed"],
-            planner["init_std"],
-            planner["elite_fraction"],
-            seed,
-        )
-
-    def decide(self, ep: Episode, frame: FrameData, step: int) -> np.ndarray:
-        return self.sampler.full(self.sampler.sample(1, uniform=True))[0, 0].astype(float)
-
-
-class CemController:
-    """planner_node's CEM over the backend's batched rollout, fed through perception_node's Pipeline."""
-
-    name = "cem"
-
-    def __init__(
-        self,
-        backend: Backend,
-        planner: Mapping[str, Any],
-        goal_rgb: np.ndarray,
-        seed: int,
-        ep: Episode,
-        delay_compensation: bool,
-        goal_mode: str = "last",
-    ) -> None:
-        from embodied_wm.pipeline import Pipeline
-        from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS
-        from embodied_wm.sensing import resize as conv
-        from embodied_wm.sim import messages as mk
-
-        self.backend = backend
-        self.pipeline = Pipeline(backend)
-        self.cfg = dict(planner)
-        self.seed = seed
-        self.compensate = delay_compensation
-        self.goal_mode = goal_mode
-        # What planner_node sends (score_channels ["goal", "contact"]) merged as perception_node does.
-        self.weights = dict(DEFAULT_SCORE_WEIGHTS)
-        self.weights.update(
-            {"goal": float(planner["goal_weight"]), "contact": float(planner["contact_weight"])}
-        )
-        h, w = backend.image_size
-        self.goal = conv.resize_area(goal_rgb, h, w)
-        self.kit = mk.RclpyKit()
-        self.ids = mk.FrameIds()
-        self.res = ep.sim.res
-        self.intr = ep.sim.intrinsics()
-        self.sampler: Any = None
-        self.latest: Observation | None = None
-        self.applied_by_stamp: dict[int, np.ndarray] = {}
-        self.step_ms: list[float] = []
-        self.delays: list[int] = []
-        self.spreads: dict[str, list[float]] = {}
-        self.no_observation_steps = 0
-        self._t_step = 0.0
-        self._decided = False
-
-    def _feed(self, kind: str, msg: Any) -> None:
-        for obs in self.pipeline.feed(kind, msg):
-            self.pipeline.predict(obs)  # as perception_node's worker does; rollout() starts from here
-            self.latest = obs
-
-    def observe(self, frame: FrameData) -> None:
-        from embodied_wm.sim import messages as mk
-
-        t0 = time.perf_counter()
-        for key, msg, _ in mk.sensor_messages(self.kit, frame, self.ids, self.res, self.intr):
-            kind = FEED_KINDS.get(key)
-            if kind is not None:
-                self._feed(kind, msg)
-        self._t_step = time.perf_counter() - t0
-
-    def decide(self, ep: Episode, frame: FrameData, step: int) -> np.ndarray:
-        from embodied_wm.planning.cem import CemSampler
-        from embodied_wm.planning.objectives import score_rollout
-
-        t0 = time.perf_counter()
-        self._decided = True
-        obs = self.latest
-        if obs is None:
-            self.no_observation_steps += 1
-            return np.zeros(6)
-        be = self.backend
-        delay = round((frame.stamp_ns - obs.stamp_ns) / be.dt_ns)
-        self.delays.append(delay)
-        known = np.zeros((0, be.action_dim), np.float32)
-        if self.compensate and delay > 0:
-            stamps = [obs.stamp_ns + i * be.dt_ns for i in range(delay)]
-            if all(s in self.applied_by_stamp for s in stamps):
-                known = np.stack([self.applied_by_stamp[s][: be.action_dim] for s in stamps]).astype(
-                    np.float32
-                )
-        horizon = be.horizon - len(known)
-        if horizon < 1:
-            self.no_observation_steps += 1
-            return np.zeros(6)
-        c = self.cfg
-        if self.sampler is None or self.sampler.horizon != horizon:
-            self.sampler = CemSampler(
-                horizon,
-                c["active_dims"],
-                c["max_speed"],
-                c["init_std"],
-                c["elite_fraction"],
-                self.seed,
-                action_dim=be.action_dim,
-            )
-        n = int(c["num_candidates"])
-        samples = scores = None
-        terms: dict[str, np.ndarray] = {}
-        reference = None
-        if self.goal_mode == "region" and obs.image is not None:
-            from embodied_wm.sensing import resize as conv
-
-            reference = conv.resize_area(obs.image, *be.image_size)
-        for _ in range(int(c["iterations"])):
-            samples = self.sampler.sample(n)
-            full = self.sampler.full(samples)
-            cand = np.concatenate([np.broadcast_to(known, (n, *known.shape)), full], axis=1)
-            rollout = be.rollout(cand)
-            scores, terms = score_rollout(rollout, self.weights, self.goal, self.goal_mode, reference)
-            self.sampler.refit(samples, scores)
-        assert samples is not None and scores is not None
-        for name, term in terms.items():
-            self.spreads.setdefault(name, []).append(float(term.max() - term.min()))
-        plan = self.sampler.full(samples[int(np.argmax(scores))][None])[0]
-        self.sampler.shift()
-        self._t_step += time.perf_counter() - t0
-        first = plan[0][:6]
-        action = np.zeros(6)
-        action[: first.size] = first
-        return action
-
-    def applied(self, frame: FrameData) -> None:
-        from embodied_wm.sim import messages as mk
-
-        t0 = time.perf_counter()
-        self.applied_by_stamp[frame.stamp_ns] = np.asarray(frame.action, np.float32)
-        self._feed("twist", mk.twist(self.kit, frame.stamp_ns, self.ids.world, frame.action))
-        if self._decided:  # a control step, not a warm-up frame
-            self.step_ms.append((self._t_step + time.perf_counter() - t0) * 1e3)
-            self._decided = False
-
-    def diagnostics(self) -> dict[str, Any]:
-        return {
-            "no_observation_steps": self.no_observation_steps,
-            "delay_frames": sorted(set(self.delays)),
-            "score_spread_mean": {k: float(np.mean(v)) for k, v in self.spreads.items()},
-            "pipeline": {
-                "observations": self.pipeline.stats.observations,
-                "invalid": dict(self.pipeline.stats.invalid),
-                "dropped": dict(self.pipeline.stats.dropped),
-            },
-        }
-
-
 # ----------------------------------------------------------------------------------------- episodes
 @dataclass
 class Trace:
@@ -458,6 +213,7 @@ class Trace:
 
 
 def make_episode(opts: PlanningOptions, episode: int, res: int) -> Episode:
+    # lazy: MuJoCo is optional (the simulator extra)
     from embodied_wm.sim.episode import Episode
 
     return Episode(opts.seed, episode, res=res, ground_truth=False)
@@ -536,7 +292,6 @@ def _xy_dist(a: np.ndarray, b: np.ndarray) -> float:
 
 def pixel_mse(a: np.ndarray, b: np.ndarray) -> float:
     """Mean squared difference of two uint8 images with pixels scaled to [0, 1]."""
-    from embodied_wm.eval.metrics import mse
 
     return mse(a, b) / 255.0**2
 
@@ -629,10 +384,8 @@ def _sub_seed(*parts: int) -> int:
 def evaluate(opts: PlanningOptions, progress: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run the evaluation (opts validated); returns the planning.json document (plus frames for the PNG
     under the private key ``_frames``)."""
-    from embodied_wm.runtime.select import create_backend
 
     t_start = time.perf_counter()
-    from embodied_wm.runtime.machine import machine_info as device_info
 
     machine = device_info()
     backend = None
@@ -773,7 +526,6 @@ def _evaluate_episode(
 # ------------------------------------------------------------------------------------------- output
 def write_png(doc: dict[str, Any], path: Path) -> None:
     """One row per episode: start, goal, cem final, random final (missing controllers left blank)."""
-    from embodied_wm.eval.report import _plt
 
     plt = _plt()
     rows = doc["_frames"]
@@ -829,160 +581,3 @@ def summary_line(doc: dict[str, Any]) -> str:
     return line
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-def add_episode_arguments(
-    p: argparse.ArgumentParser,
-    backends: str = "auto, onnxruntime, pytorch, tensorrt, copy_last or linear",
-    steps: int = 30,
-    steps_help: str = "control steps per episode (10 Hz)",
-) -> None:
-    """The options eval-planner and eval-ranking share: the model, the scenes and the goal push."""
-    p.add_argument(
-        "--model", metavar="DIR", default=None, help="model directory (default: the shipped models/tiny)"
-    )
-    p.add_argument("--backend", default="auto", help=f"{backends} (default auto)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    p.add_argument("--seed", type=int, default=7000, help="scene seed (training used 1000, validation 5000)")
-    p.add_argument("--episodes", type=int, default=10, metavar="N", help="episodes evaluated")
-    p.add_argument("--first-episode", type=int, default=0, metavar="I", help="first episode index")
-    p.add_argument("--steps", type=int, default=steps, metavar="T", help=steps_help)
-    p.add_argument("--warmup", type=int, default=3, metavar="W", help="still frames before control (>= 2)")
-    p.add_argument(
-        "--min-push", type=float, default=0.01, metavar="M", help="skip goals moving no object by M m"
-    )
-    p.add_argument("--max-attempts", type=int, default=5, help="give up after this many skips per episode")
-
-
-def model_dir_from_args(args: argparse.Namespace) -> Path | None:
-    """``--model``, else the shipped models/tiny (None for the action-blind baselines, which need none)."""
-    if args.model:
-        return Path(args.model)
-    if args.backend in ("copy_last", "linear"):
-        return None
-    from embodied_wm.runtime.select import default_model_dir
-
-    model = default_model_dir()
-    if model is None:
-        raise PlanningError("no --model given and the shipped models/tiny was not found")
-    return model
-
-
-def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add_episode_arguments(p)
-    p.add_argument(
-        "--controllers",
-        nargs="+",
-        default=list(CONTROLLERS),
-        metavar="C",
-        help=f"subset of {' '.join(CONTROLLERS)}",
-    )
-    p.add_argument(
-        "--start-at",
-        default="scene",
-        metavar="WHERE",
-        help="scene: control starts at the scene's initial state; push-stroke: every controller first "
-        "replays the scripted approach (above the object, down beside it) and control starts where the "
-        "stroke through the object begins (a goal within a few model horizons)",
-    )
-    p.add_argument(
-        "--no-delay-compensation",
-        action="store_true",
-        help="sample all K actions from the one-frame-old state, as planner_node does",
-    )
-    p.add_argument(
-        "--goal-mode",
-        default="last",
-        metavar="MODE",
-        help="cem's goal term (planning.objectives.score_rollout): last (default, as the nodes score) or "
-        "region (the goal MSE only where the goal differs from the current image, dilated)",
-    )
-    g = p.add_argument_group("planner settings (default: planner_node's parameters, config/planner.yaml)")
-    g.add_argument("--num-candidates", type=int, default=None, metavar="N")
-    g.add_argument("--iterations", type=int, default=None, metavar="N")
-    g.add_argument("--elite-fraction", type=float, default=None, metavar="F")
-    g.add_argument("--max-speed", type=float, default=None, metavar="V", help="m/s per linear component")
-    g.add_argument(
-        "--active-dims", type=int, nargs="+", default=None, metavar="D", help="0..5 = vx vy vz wx wy wz"
-    )
-    g.add_argument("--init-std", type=float, default=None, metavar="F")
-    g.add_argument("--goal-weight", type=float, default=None, metavar="W")
-    g.add_argument("--contact-weight", type=float, default=None, metavar="W")
-    g.add_argument("--planner-seed", type=int, default=None, metavar="S")
-    p.set_defaults(func=run)
-    one_line_argparse_errors(p, PROG)
-    return p
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``eval-planner`` on the ``embodied-wm`` command."""
-    p = subparsers.add_parser(
-        "eval-planner",
-        help="closed-loop test of the example planner: push an object toward a goal in the simulator",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    return configure_parser(p)
-
-
-def options_from_args(args: argparse.Namespace) -> PlanningOptions:
-    planner = {
-        name: getattr(args, "planner_seed" if name == "seed" else name)
-        for name in PLANNER_SETTINGS
-        if getattr(args, "planner_seed" if name == "seed" else name) is not None
-    }
-    model = model_dir_from_args(args)
-    opts = PlanningOptions(
-        out=Path(args.out),
-        model_dir=model,
-        backend=args.backend,
-        device=args.device,
-        seed=args.seed,
-        episodes=args.episodes,
-        first_episode=args.first_episode,
-        steps=args.steps,
-        warmup=args.warmup,
-        controllers=tuple(dict.fromkeys(args.controllers)),
-        planner=planner,
-        delay_compensation=not args.no_delay_compensation,
-        min_push=args.min_push,
-        max_attempts=args.max_attempts,
-        start_at=args.start_at,
-        goal_mode=args.goal_mode,
-    )
-    opts.validate()
-    return opts
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        opts = options_from_args(args)
-    except PlanningError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    from tqdm import tqdm
-
-    total = opts.episodes * opts.steps * len(opts.controllers)
-    try:
-        with tqdm(total=total, unit="step", desc="eval-planner", disable=None, file=sys.stderr) as bar:
-            doc = evaluate(opts, progress=lambda: bar.update(1))
-    except PlanningError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    opts.out.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = opts.out / "planning.json", opts.out / "planning.png"
-    write_png(doc, png_path)
-    doc.pop("_frames")
-    json_path.write_text(json.dumps(doc, indent=2, allow_nan=False))
-    print(f"wrote {json_path} and {png_path}")
-    print(summary_line(doc))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = configure_parser(argparse.ArgumentParser(prog=PROG, description=__doc__))
-    args = parser.parse_args(argv)
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -57,9 +57,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.stats import spearmanr
+from tqdm import tqdm
 
 from embodied_wm.errors import one_line_argparse_errors
 from embodied_wm.eval import planning as PL
+from embodied_wm.eval.controllers import CemController
+from embodied_wm.eval.planning_cli import add_episode_arguments, model_dir_from_args
+from embodied_wm.eval.report import _plt
+from embodied_wm.observation import Rollout
+from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, score_rollout
+from embodied_wm.runtime.machine import machine_info as device_info
+from embodied_wm.runtime.select import create_backend
+from embodied_wm.sensing import resize as conv
 
 if TYPE_CHECKING:
     from embodied_wm.runtime.base import Backend
@@ -210,8 +220,6 @@ def objective_scores(
 ) -> dict[str, np.ndarray]:
     """OBJECTIVES for N candidates' frames (N x K x H x W x 3 uint8); ``current`` is frame t and ``goal``
     the goal image, both at the frames' resolution."""
-    from embodied_wm.observation import Rollout
-    from embodied_wm.planning.objectives import score_rollout
 
     n = len(frames)
     ro = Rollout(0, dt_ns, frames, np.zeros((n, 0, *frames.shape[2:4]), np.float32), ())
@@ -227,7 +235,6 @@ def rank_quality(scores: np.ndarray, dist: np.ndarray) -> dict[str, float | None
     """How well ``scores`` (higher = better) rank candidates whose true outcome is ``dist`` (lower =
     better): Spearman correlation with -dist (None when either is constant), the picked candidate's
     dist, and the fraction of the mean-to-best gap that pick closes (None when all candidates tie)."""
-    from scipy.stats import spearmanr
 
     picked = float(dist[int(np.argmax(scores))])
     mean, best = float(dist.mean()), float(dist.min())
@@ -250,8 +257,7 @@ def evaluate_state(
     opts: RankingOptions, goal: PL.Goal, state_step: int, backend: Backend, rng: np.random.Generator
 ) -> StateResult:
     """Steps 1-5 of the protocol for one state of one episode."""
-    from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, score_rollout
-    from embodied_wm.sensing import resize as conv
+    # lazy: MuJoCo is optional (the simulator extra)
     from embodied_wm.sim.scene import FIRST_OBJECT_LABEL
 
     popts = opts.planning_options()
@@ -259,7 +265,7 @@ def evaluate_state(
     ep = PL.make_episode(popts, goal.episode, h)
     try:
         backend.reset()
-        feeder = PL.CemController(backend, opts.planner, goal.trace.final_rgb, 0, ep, True)
+        feeder = CemController(backend, opts.planner, goal.trace.final_rgb, 0, ep, True)
         applied = list(goal.prefix_actions) + list(goal.trace.actions[:state_step])
         for i in range(opts.warmup + len(applied)):
             frame = ep.observe()
@@ -381,9 +387,6 @@ def summarize(states: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate(opts: RankingOptions, progress: Callable[[], None] | None = None) -> dict[str, Any]:
-    from embodied_wm.runtime.machine import machine_info as device_info
-    from embodied_wm.runtime.select import create_backend
-
     t0 = time.perf_counter()
     backend = create_backend(opts.backend, model_dir=opts.model_dir, device=opts.device)
     res = int(backend.image_size[0])
@@ -436,8 +439,6 @@ def evaluate(opts: RankingOptions, progress: Callable[[], None] | None = None) -
 
 # ------------------------------------------------------------------------------------------- output
 def write_png(doc: dict[str, Any], path: Path) -> None:
-    from embodied_wm.eval.report import _plt
-
     plt = _plt()
     cols = (
         ("current", "frame t"),
@@ -489,7 +490,7 @@ def summary_line(doc: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- CLI
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    PL.add_episode_arguments(
+    add_episode_arguments(
         p, "auto, onnxruntime, pytorch or tensorrt", 20, "length of the scripted goal push"
     )
     p.add_argument(
@@ -520,7 +521,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> RankingOptions:
     opts = RankingOptions(
         out=Path(args.out),
-        model_dir=PL.model_dir_from_args(args),
+        model_dir=model_dir_from_args(args),
         backend=args.backend,
         device=args.device,
         seed=args.seed,
@@ -553,7 +554,6 @@ def run(args: argparse.Namespace) -> int:
     except PL.PlanningError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    from tqdm import tqdm
 
     try:
         total = opts.episodes * len(opts.state_steps)

@@ -9,6 +9,8 @@ eval/scoring.py for the matching rule).
 
 Bags run in parallel worker processes (``workers``); each writes its result lines to a part file and
 returns its accumulated statistics, which the caller merges in bag order.
+
+Length (~600 lines): options, per-bag replay, worker processes and the summary of one evaluation.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.errors import EmbodiedWMError
-from embodied_wm.eval.robustness import PERTURBATIONS, perturb
+from embodied_wm.eval.metrics import MOVING_THRESHOLD, PSNR_CAP_DB
+from embodied_wm.eval.robustness import PERTURBATIONS, deltas, perturb
 from embodied_wm.eval.scoring import HorizonScorer, PendingPrediction, ScoredPrediction, StatsTable
 from embodied_wm.io.bag import (
     GROUND_TRUTH_PREFIX,
@@ -37,10 +40,13 @@ from embodied_wm.io.bag import (
     bag_info,
     choose_camera_topic,
 )
+from embodied_wm.io.stamps import to_ns
 from embodied_wm.observation import NS_PER_S, Observation, Prediction
 from embodied_wm.pipeline import Pipeline
 from embodied_wm.pipeline.sources import feed_bag, select_inputs
 from embodied_wm.runtime.base import Backend
+from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
+from embodied_wm.runtime.select import create_backend
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +141,12 @@ class BagResult:
 def create_method_backend(method: str, opts: EvalOptions, ref: ModelInfo | None = None) -> Backend:
     """The backend of ``method`` ("model" or a baseline name); baselines take the model's geometry."""
     if method == "model":
-        from embodied_wm.runtime.select import create_backend
-
         extra: dict[str, Any] = {}
         if opts.threads and opts.backend in ("auto", "onnxruntime", "pytorch"):
             extra["threads"] = opts.threads  # TensorRT takes no thread option
         return create_backend(name=opts.backend, model_dir=opts.model_dir, device=opts.device, **extra)
     if ref is None:
         raise EvalError("baselines need the reference geometry")
-    from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
 
     cls = {"copy_last": CopyLastBackend, "linear": LinearBackend}[method]
     return cls(image_size=ref.image_size, horizon=ref.horizon, dt_ns=ref.dt_ns)
@@ -205,7 +208,7 @@ def header_stamp_ns(msg: Any) -> int | None:
     stamp = getattr(header, "stamp", None)
     if stamp is None:
         return None
-    return int(stamp.sec) * NS_PER_S + int(getattr(stamp, "nanosec", getattr(stamp, "nsec", 0)))
+    return to_ns(stamp)
 
 
 def affordance_gt(msg: Any) -> tuple[list[str], np.ndarray] | None:
@@ -419,6 +422,7 @@ def _worker_init(q: Any, threads: int) -> None:
     # Before torch / onnxruntime load (the model backend imports them later), so their pools are sized.
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
+        # lazy: optional: absent here is handled below
         import cv2
 
         cv2.setNumThreads(threads)
@@ -487,8 +491,6 @@ def build_summary(
     results: Sequence[BagResult], ref: ModelInfo, opts: EvalOptions, wall_s: float | None = None
 ) -> dict[str, Any]:
     """summary.json (schema: docs/eval_schema.md)."""
-    from embodied_wm.eval.metrics import MOVING_THRESHOLD, PSNR_CAP_DB
-    from embodied_wm.eval.robustness import deltas
 
     table = StatsTable(ref.horizon)
     for r in results:

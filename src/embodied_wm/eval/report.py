@@ -28,9 +28,11 @@ _LABEL_W = 110
 
 
 def _plt() -> Any:
+    # lazy: matplotlib is heavy and only needed for plots
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and only needed for plots
     import matplotlib.pyplot as plt
 
     return plt

@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from embodied_wm.errors import InvalidDataError
 from embodied_wm.eval import metrics as M
 from embodied_wm.observation import NS_PER_S
+from embodied_wm.sensing.image import resize_rgb
 
 #: Metrics reported per horizon step, in the order of summary.json.
 FRAME_METRICS: tuple[str, ...] = ("psnr", "psnr_moving", "ssim")
@@ -32,15 +34,9 @@ Resizer = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
 
 def default_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The sensing module's ``resize_rgb`` (what models and baselines use), so targets are resampled
-    exactly like the inputs; OpenCV area resampling if sensing is not importable (library-only use)."""
+    exactly like the inputs."""
     if image.shape[0] == size[0] and image.shape[1] == size[1]:
         return image
-    try:
-        from embodied_wm.sensing.image import resize_rgb
-    except ImportError:
-        import cv2
-
-        return np.asarray(cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA))
     return np.asarray(resize_rgb(image, size))
 
 
@@ -48,7 +44,6 @@ def resize_gt_mask(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """C x H x W ground-truth affordance -> C x h x w bool at ``size``: area-averaged when shrinking
     (a model pixel is positive when more than half of the GT pixels it covers are), nearest when growing,
     then binarised at 0.5."""
-    import cv2
 
     c, h, w = gt.shape
     if (h, w) == tuple(size):

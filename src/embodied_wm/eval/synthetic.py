@@ -22,8 +22,12 @@ from typing import Any
 import cv2
 import numpy as np
 import yaml
+from mcap.writer import CompressionType
+from mcap.writer import Writer as McapWriter
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
 from embodied_wm.errors import ConfigError
+from embodied_wm.io.stamps import split_ns
 from embodied_wm.io.typestore import typestore
 from embodied_wm.observation import NS_PER_S
 
@@ -129,7 +133,8 @@ def affordance_maps(cfg: SceneConfig) -> np.ndarray:
 def _header(store: Any, stamp_ns: int, frame_id: str) -> Any:
     time_t = store.types["builtin_interfaces/msg/Time"]
     header_t = store.types["std_msgs/msg/Header"]
-    return header_t(stamp=time_t(sec=stamp_ns // NS_PER_S, nanosec=stamp_ns % NS_PER_S), frame_id=frame_id)
+    sec, nanosec = split_ns(stamp_ns)
+    return header_t(stamp=time_t(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
@@ -247,7 +252,8 @@ def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
 
 
 def _duration(store: Any, ns: int) -> Any:
-    return store.types["builtin_interfaces/msg/Duration"](sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+    sec, nanosec = split_ns(ns)
+    return store.types["builtin_interfaces/msg/Duration"](sec=sec, nanosec=nanosec)
 
 
 def write_bag(
@@ -266,15 +272,12 @@ def write_bag(
         if storage != "sqlite3":
             raise ConfigError("old bag versions (< 8) exist only as sqlite3")
         return _write_old_sqlite(out, cfg, version)
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = typestore()
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     conns: dict[str, Any] = {}
     writer = Writer(out, version=version, storage_plugin=plugin)  # type: ignore[arg-type]
     if compression:
-        from rosbags.rosbag2 import CompressionFormat, CompressionMode
-
         mode = {"file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}[compression]
         writer.set_compression(mode, CompressionFormat.ZSTD)
     with writer:
@@ -345,7 +348,6 @@ def write_mcap_file(
     """A bare .mcap file the way rosbag2_storage_mcap (``ros2 bag record``) writes one: ros2msg schemas,
     CDR messages, zstd/lz4-compressed chunks, message indexes and a summary. Written with the ``mcap``
     package, so it also checks that we read files other writers than rosbags produce."""
-    from mcap.writer import CompressionType, Writer
 
     cfg = cfg or SceneConfig()
     store = typestore()
@@ -354,7 +356,7 @@ def write_mcap_file(
     schemas: dict[str, int] = {}
     channels: dict[str, int] = {}
     with out.open("wb") as fh:
-        writer = Writer(fh, chunk_size=chunk_size, compression=comp)
+        writer = McapWriter(fh, chunk_size=chunk_size, compression=comp)
         writer.start(profile="ros2", library="embodied_wm synthetic")
         for topic, msgtype, t, msg in _messages(cfg):
             if msgtype not in schemas:

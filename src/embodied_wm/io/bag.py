@@ -12,6 +12,7 @@ Such files are read here with a forward scan (``mcap``'s stream reader) up to th
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 from rosbags.highlevel import AnyReader
+from rosbags.serde import SerdeError
 from rosbags.typesys import get_types_from_idl, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
@@ -284,7 +286,6 @@ def _deserialize(deserialize: Any, raw: bytes, msgtype: str) -> Any:
     """Deserialize, tolerating Fast-CDR's padding: rclpy / `ros2 bag record` pad a message that ends in an
     empty float64[] (e.g. JointState without effort) to 8 bytes, and rosbags accepts at most 3 trailing
     bytes. Retrying without the 4 pad bytes recovers those messages instead of dropping them."""
-    from rosbags.serde import SerdeError
 
     try:
         return deserialize(raw, msgtype)
@@ -332,6 +333,7 @@ class _ScanTypes:
             else:
                 return
             if self.extra is None:
+                # lazy: optional: absent here is handled below
                 from rosbags.typesys import Stores, get_typestore
 
                 self.extra = get_typestore(Stores.ROS2_JAZZY)
@@ -388,8 +390,6 @@ class _McapScan:
         self.stopped: str | None = None
 
     def messages(self) -> Iterator[tuple[str, str, int, bytes]]:
-        import struct
-
         data = self.path.read_bytes()
         if not data.startswith(_MCAP_MAGIC):
             self.stopped = "not an MCAP file (bad magic)"
@@ -419,8 +419,6 @@ class _McapScan:
         self.stopped = "file ends without the MCAP footer (recording not closed)"
 
     def _record(self, op: int, body: bytes) -> Iterator[tuple[str, str, int, bytes]]:
-        import struct
-
         if op == _OP_SCHEMA:
             sid = struct.unpack_from("<H", body, 0)[0]
             name, p = _mcap_string(body, 2)
@@ -442,8 +440,6 @@ class _McapScan:
                 yield topic, msgtype, int(log_time), b"" if self.raw_only else body[22:]
 
     def _chunk(self, body: bytes, truncated: bool) -> Iterator[tuple[str, str, int, bytes]]:
-        import struct
-
         head = 8 + 8 + 8 + 4
         if len(body) < head + 4:
             return
@@ -463,8 +459,6 @@ class _McapScan:
 
 
 def _mcap_string(buf: bytes, pos: int) -> tuple[str, int]:
-    import struct
-
     n = struct.unpack_from("<I", buf, pos)[0]
     return buf[pos + 4 : pos + 4 + n].decode("utf-8", "replace"), pos + 4 + n
 
@@ -475,10 +469,12 @@ def _decompress_prefix(compression: str, payload: bytes, complete: bool) -> byte
         return payload
     try:
         if compression == "zstd":
+            # lazy: optional: absent here is handled below
             import zstandard
 
             return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(payload))
         if compression == "lz4":
+            # lazy: optional: absent here is handled below
             import lz4.frame
 
             return bytes(lz4.frame.LZ4FrameDecompressor().decompress(payload))

@@ -13,24 +13,26 @@ from typing import Any, Literal
 
 import numpy as np
 
-from embodied_wm.observation import NS_PER_S
+from embodied_wm.io.stamps import split_ns
+from embodied_wm.io.typestore import typestore
 
 Flavor = Literal["rclpy", "rosbags"]
 FLAVORS: tuple[Flavor, ...] = ("rclpy", "rosbags")
 
 
 def _rb(name: str) -> Any:
-    from embodied_wm.io.typestore import typestore
-
     return typestore().types[name]
 
 
 def header(stamp_ns: int, frame_id: str = "", flavor: Flavor = "rclpy") -> Any:
-    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    sec, nanosec = split_ns(stamp_ns)
     if flavor == "rosbags":
         time_t = _rb("builtin_interfaces/msg/Time")
         return _rb("std_msgs/msg/Header")(stamp=time_t(sec=sec, nanosec=nanosec), frame_id=frame_id)
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from builtin_interfaces.msg import Time
+
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from std_msgs.msg import Header
 
     return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
@@ -51,6 +53,7 @@ def image_msg(
     data = bytes(fields["data"])
     if flavor == "rosbags":
         return _rb("sensor_msgs/msg/Image")(header=h, data=np.frombuffer(data, np.uint8).copy(), **kw)
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from sensor_msgs.msg import Image
 
     return Image(header=h, data=data, **kw)
@@ -64,6 +67,7 @@ def compressed_image_msg(
         return _rb("sensor_msgs/msg/CompressedImage")(
             header=h, format=fmt, data=np.frombuffer(data, np.uint8).copy()
         )
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from sensor_msgs.msg import CompressedImage
 
     return CompressedImage(header=h, format=fmt, data=bytes(data))
@@ -82,6 +86,7 @@ def audio_frame_msg(
     data = bytes(fields["data"])
     if flavor == "rosbags":
         return _rb("embodied_wm/msg/AudioFrame")(header=h, data=np.frombuffer(data, np.uint8).copy(), **kw)
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from embodied_wm.msg import AudioFrame
 
     return AudioFrame(header=h, data=data, **kw)
@@ -104,6 +109,7 @@ def tactile_msg(
         return _rb("embodied_wm/msg/TactileArray")(
             header=h, sensor_model="test", rows=r, cols=c, values=arr.reshape(-1).copy(), unit="N"
         )
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from embodied_wm.msg import TactileArray
 
     return TactileArray(
@@ -124,6 +130,7 @@ def float32_multiarray_msg(
         dims = [dim_t(label=f"d{i}", size=int(s), stride=strides[i]) for i, s in enumerate(shape)]
         lay = _rb("std_msgs/msg/MultiArrayLayout")(dim=dims, data_offset=data_offset)
         return _rb("std_msgs/msg/Float32MultiArray")(layout=lay, data=flat)
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from std_msgs.msg import Float32MultiArray, MultiArrayDimension, MultiArrayLayout
 
     dims_r = [MultiArrayDimension(label=f"d{i}", size=int(s), stride=strides[i]) for i, s in enumerate(shape)]
@@ -149,6 +156,7 @@ def joint_state_msg(
             velocity=np.array(vel, np.float64),
             effort=np.zeros(0, np.float64),
         )
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from sensor_msgs.msg import JointState
 
     return JointState(header=h, name=names_l, position=pos, velocity=vel)
@@ -166,6 +174,7 @@ def twist_msg(
             linear=vec(x=v[0], y=v[1], z=v[2]), angular=vec(x=v[3], y=v[4], z=v[5])
         )
         return _rb("geometry_msgs/msg/TwistStamped")(header=h, twist=twist)
+    # lazy: ROS is optional outside ros/ and tools/: imported only where a ROS message is built
     from geometry_msgs.msg import Twist, TwistStamped, Vector3
 
     twist_r = Twist(linear=Vector3(x=v[0], y=v[1], z=v[2]), angular=Vector3(x=v[3], y=v[4], z=v[5]))

@@ -11,13 +11,14 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from embodied_wm.resources import package_roots
+
 #: Our message names, as rosbags spells them.
 OWN_MESSAGES = ("TactileArray", "AudioFrame", "PredictedFrames", "AffordanceMap", "WorldState")
 
 
 def interface_dir() -> Path:
     """The directory holding msg/ and srv/: the source checkout, or share/embodied_wm when installed."""
-    from embodied_wm.resources import package_roots
 
     candidates = package_roots()
     for cand in candidates:

@@ -22,6 +22,7 @@ import numpy as np
 from embodied_wm.errors import InvalidDataError
 from embodied_wm.model.config import ModelConfig
 from embodied_wm.observation import MODALITIES, ModalitySpec, Observation
+from embodied_wm.sensing.image import resize_rgb
 
 #: Input names of the encoder graph, in argument order (re-exported by world_model).
 ENCODER_INPUTS: tuple[str, ...] = ("image", "prev_image", "audio_mel", "tactile", "proprio", "action", "mask")
@@ -33,12 +34,6 @@ RAW_KEYS: tuple[str, ...] = ("image", "audio_mel", "tactile", "proprio", "action
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[0] == size and image.shape[1] == size:
         return image
-    try:
-        from embodied_wm.sensing.image import resize_rgb
-    except ImportError:  # sensing module absent: same algorithm (area averaging) directly via OpenCV
-        import cv2
-
-        return np.ascontiguousarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
     return np.ascontiguousarray(resize_rgb(image, (size, size)))
 
 

@@ -18,8 +18,10 @@ from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image
 
 from embodied_wm.errors import InvalidDataError
+from embodied_wm.io.stamps import split_ns, to_ns
 from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
-from embodied_wm.observation import NS_PER_S, Prediction, Rollout
+from embodied_wm.observation import Prediction, Rollout
+from embodied_wm.sensing.image import image_to_rgb
 from embodied_wm.sensing.resize import resize_area, resize_nearest
 
 
@@ -28,21 +30,23 @@ def ns_to_time(ns: int) -> Time:
     ns = int(ns)
     if ns < 0:
         raise InvalidDataError(f"negative stamp {ns} ns")
-    return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+    sec, nanosec = split_ns(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def time_to_ns(t: Time) -> int:
-    return int(t.sec) * NS_PER_S + int(t.nanosec)
+    return to_ns(t)
 
 
 def ns_to_duration(ns: int) -> Duration:
     ns = int(ns)
     # Duration.sec is signed; keep nanosec in [0, 1e9) as builtin_interfaces requires.
-    return Duration(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+    sec, nanosec = split_ns(ns)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def duration_to_ns(d: Duration) -> int:
-    return int(d.sec) * NS_PER_S + int(d.nanosec)
+    return to_ns(d)
 
 
 # ----------------------------------------------------------------------------------------- images
@@ -65,7 +69,6 @@ def rgb_to_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
 def image_msg_to_rgb(msg: Image) -> np.ndarray:
     """sensor_msgs/Image (any encoding sensing/ understands) -> H x W x 3 uint8 RGB. Goal images and our
     own outputs go through the same decoder as the camera (raises SensingError, a ValueError)."""
-    from embodied_wm.sensing.image import image_to_rgb
 
     return np.ascontiguousarray(image_to_rgb(msg))
 

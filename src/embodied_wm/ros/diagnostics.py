@@ -291,6 +291,19 @@ def status_values(arr: DiagnosticArray, name_suffix: str) -> dict[str, str]:
     return {}
 
 
+def matched_counts(entities: Mapping[str, Any], method: str) -> dict[str, int]:
+    """name -> matched remote endpoints (``get_publisher_count`` of a subscription, ``get_subscription_count``
+    of a publisher). Called from the diagnostics timer: an entity destroyed meanwhile by a lifecycle
+    transition, or an rclpy without the method (Humble subscriptions), is left out."""
+    out: dict[str, int] = {}
+    for name, entity in list(entities.items()):
+        try:
+            out[name] = int(getattr(entity, method)())
+        except Exception:  # InvalidHandle after destroy, AttributeError on older rclpy
+            continue
+    return out
+
+
 __all__ = [
     "ERROR",
     "OK",

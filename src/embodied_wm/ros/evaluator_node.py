@@ -44,10 +44,15 @@ from embodied_wm.eval.scoring import (
     ScoredPrediction,
     StatsTable,
 )
+from embodied_wm.io.stamps import to_ns
 from embodied_wm.msg import AffordanceMap, PredictedFrames
 from embodied_wm.observation import NS_PER_S, Observation
 from embodied_wm.ros import params as P
+from embodied_wm.ros.conversions import frames_msg_to_numpy
 from embodied_wm.ros.qos import make_qos, output_qos
+from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
+from embodied_wm.sensing.errors import SensingError
+from embodied_wm.sensing.image import compressed_to_rgb, image_to_rgb
 
 EVALUATOR_PARAMS: tuple[P.ParamSpec, ...] = (
     P.ParamSpec(
@@ -135,13 +140,12 @@ EVALUATOR_PARAMS: tuple[P.ParamSpec, ...] = (
 
 
 def _stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+    return to_ns(stamp)
 
 
 def _rgb_of(msg: Any) -> np.ndarray:
     """An rgb8/bgr8/mono8... sensor_msgs/Image as H x W x 3 uint8 RGB, through sensing/ (the decoder the
     Pipeline uses, so online targets equal offline ones)."""
-    from embodied_wm.sensing.image import image_to_rgb
 
     return np.asarray(image_to_rgb(msg))
 
@@ -197,12 +201,8 @@ class EvaluatorNode(Node):
 
     # ------------------------------------------------------------------------------ callbacks
     def _on_camera(self, msg: Any) -> None:
-        from embodied_wm.sensing.errors import SensingError
-
         try:
             if self.cfg["camera_transport"] == "compressed":
-                from embodied_wm.sensing.image import compressed_to_rgb
-
                 rgb = np.asarray(compressed_to_rgb(msg))
             else:
                 rgb = _rgb_of(msg)
@@ -218,8 +218,6 @@ class EvaluatorNode(Node):
             self._drain(self.scorer.poll())
 
     def _on_prediction(self, msg: Any) -> None:
-        from embodied_wm.ros.conversions import frames_msg_to_numpy
-
         stamp = _stamp_ns(msg.header.stamp)
         try:
             stamps, frames = frames_msg_to_numpy(msg)
@@ -284,8 +282,6 @@ class EvaluatorNode(Node):
         self.model_id = str(model_id)
         self.stats = StatsTable(self.horizon)
         if self.cfg["baselines"]:
-            from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
-
             size = int(self.cfg["baseline.image_size"])
             hw = (size, size) if size else (int(frames.shape[1]), int(frames.shape[2]))
             k = int(self.cfg["baseline.horizon"]) or self.horizon

@@ -25,8 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
 
 from embodied_wm.errors import ConfigError
+from embodied_wm.msg import TactileArray
+from embodied_wm.ros.spin import spin_node
 
 JOINT_NAMES = ("finger_x", "finger_y", "finger_z")
 
@@ -108,6 +115,7 @@ def tip_center_from_joints(
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        # lazy: optional: absent here is handled below
         from ros_gz_interfaces.msg import Contacts
     except ImportError:
         print(
@@ -116,13 +124,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    from geometry_msgs.msg import TwistStamped
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64
-
-    from embodied_wm.msg import TactileArray
 
     class Adapter(Node):
         def __init__(self) -> None:
@@ -208,8 +209,6 @@ def main(argv: list[str] | None = None) -> int:
             self.pub.publish(out)
             self.acc[:] = 0.0
             self.n = 0
-
-    from embodied_wm.ros.spin import spin_node
 
     return spin_node(Adapter, "gz_tactile_adapter", argv)
 

@@ -21,6 +21,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import Image
+
 DEFAULT_IN = "/camera/image_raw"
 DEFAULT_OUT = "/passthrough/image_raw"
 
@@ -36,9 +42,6 @@ class PassThrough:
         raw: bool = False,
         depth: int = 5,
     ) -> None:
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=ReliabilityPolicy.RELIABLE
         )
@@ -53,10 +56,6 @@ class PassThrough:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.utilities import remove_ros_args
-
     raw_argv = list(sys.argv if argv is None else ["passthrough_node", *argv])
     p = argparse.ArgumentParser(prog="passthrough_node", description=__doc__.splitlines()[0])
     p.add_argument("--in", dest="in_topic", default=DEFAULT_IN)

@@ -36,6 +36,9 @@ Design:
 
 Run: ``perception_node --ros-args --params-file config/perception.yaml`` (or ``python -m
 embodied_wm.ros.perception_node --ros-args -p autostart:=true``).
+
+Length (~600 lines): one lifecycle node's transitions, input callbacks, inference worker hand-off,
+rollout service and diagnostics; everything that is not the node lives in planning/, runtime/ and ros/*.
 """
 
 from __future__ import annotations
@@ -48,60 +51,28 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.qos import qos_policy_name_from_kind
+from sensor_msgs.msg import Image
 
 from embodied_wm.errors import ConfigError, EmbodiedWMError
+from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
 from embodied_wm.observation import Observation, Prediction, Rollout
+from embodied_wm.pipeline import Pipeline
 from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, GOAL_CHANNEL, score_rollout
 from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import diagnostics as diag
 from embodied_wm.ros import params as P
+from embodied_wm.ros.inputs import header_stamp_ns, kind_and_type
 from embodied_wm.ros.qos import default_shm_profile, diagnostics_qos, output_qos, sensor_qos
 from embodied_wm.ros.worker import LatestOnlyWorker
+from embodied_wm.runtime.base import BackendError
 from embodied_wm.runtime.select import create_backend_with_fallback
-
-
-# Pipeline kinds per input (see embodied_wm.pipeline.KINDS).
-def _kind_and_type(inp: str, camera_transport: str, tactile_type: str) -> tuple[str, Any]:
-    if inp == "camera":
-        if camera_transport == "compressed":
-            from sensor_msgs.msg import CompressedImage
-
-            return "compressed_image", CompressedImage
-        from sensor_msgs.msg import Image
-
-        return "image", Image
-    if inp == "audio":
-        from embodied_wm.msg import AudioFrame
-
-        return "audio", AudioFrame
-    if inp == "tactile":
-        if tactile_type == "float32_multiarray":
-            from std_msgs.msg import Float32MultiArray
-
-            return "tactile_f32", Float32MultiArray
-        from embodied_wm.msg import TactileArray
-
-        return "tactile", TactileArray
-    if inp == "joint_states":
-        from sensor_msgs.msg import JointState
-
-        return "joint_state", JointState
-    if inp == "action":
-        from geometry_msgs.msg import TwistStamped
-
-        return "twist", TwistStamped
-    raise ConfigError(f"unknown input {inp!r}")
-
-
-def _header_stamp_ns(msg: Any) -> int | None:
-    header = getattr(msg, "header", None)
-    if header is None:
-        return None
-    return conv.time_to_ns(header.stamp)
+from embodied_wm.srv import PredictRollout
 
 
 # --------------------------------------------------------------------------------------- node
@@ -192,12 +163,6 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> None:
-        from sensor_msgs.msg import Image
-
-        from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
-        from embodied_wm.pipeline import Pipeline
-        from embodied_wm.srv import PredictRollout
-
         cfg = P.read_all(self, P.PERCEPTION_PARAMS)
         self._cfg = cfg
         backend, skipped = create_backend_with_fallback(
@@ -228,7 +193,6 @@ class PerceptionNode(LifecycleNode):
         self._service = self.rollout_node.create_service(
             PredictRollout, self.resolve_service_name("~/predict_rollout"), self._on_predict_rollout
         )
-        from diagnostic_msgs.msg import DiagnosticArray
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", diagnostics_qos())
         # Steady clock: diagnostics keep coming when /clock stops (bag finished, simulator paused).
@@ -250,7 +214,7 @@ class PerceptionNode(LifecycleNode):
                 topic = cfg[f"topics.{inp}"]
                 if not topic:
                     continue
-                kind, msg_type = _kind_and_type(inp, cfg["camera_transport"], cfg["tactile_type"])
+                kind, msg_type = kind_and_type(inp, cfg["camera_transport"], cfg["tactile_type"])
                 qos = sensor_qos(cfg[f"qos.{inp}.reliability"], cfg[f"qos.{inp}.depth"])
                 sub = self.create_subscription(
                     msg_type,
@@ -267,8 +231,6 @@ class PerceptionNode(LifecycleNode):
         # Each activation starts from a clean aligner and backend history, like an offline replay does:
         # frames held or remembered from before a deactivation would mix two unrelated stretches of data.
         with self._infer_lock, self._pipe_lock:
-            from embodied_wm.pipeline import Pipeline
-
             self._backend.reset()
             self._pipeline = Pipeline(self._backend)
         self._camera_stamp_ns = self._last_submitted_ns = self._last_obs_ns = None
@@ -315,10 +277,10 @@ class PerceptionNode(LifecycleNode):
         """Make QoS mismatches and lost messages visible in /diagnostics: a reliable subscription to a
         best-effort camera driver receives nothing, which otherwise looks like a silent sensor."""
         try:
+            # lazy: optional: absent here is handled below
             from rclpy.event_handler import SubscriptionEventCallbacks
         except ImportError:  # Humble
             from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
-        from rclpy.qos import qos_policy_name_from_kind
 
         def _incompatible(info: Any) -> None:
             policy = qos_policy_name_from_kind(info.last_policy_kind)
@@ -363,7 +325,7 @@ class PerceptionNode(LifecycleNode):
 
         def _callback(msg: Any) -> None:
             t_recv = time.monotonic()
-            stamp = _header_stamp_ns(msg)
+            stamp = header_stamp_ns(msg)
             meter.tick(stamp, t_recv)
             if is_camera and stamp:
                 self._camera_stamp_ns = stamp
@@ -513,12 +475,8 @@ class PerceptionNode(LifecycleNode):
                 raise _RejectedError("node was cleaned up")
             try:
                 rollout: Rollout = backend.rollout(actions.reshape(n, k, a))
-            except Exception as exc:
-                from embodied_wm.runtime.base import BackendError
-
-                if isinstance(exc, BackendError):
-                    raise _RejectedError(f"no current state yet ({exc})") from exc
-                raise
+            except BackendError as exc:
+                raise _RejectedError(f"no current state yet ({exc})") from exc
         self._latency.add("service/rollout", (time.monotonic() - t0) * 1e3)
         scores, _terms = score_rollout(rollout, weights, goal)
         response.scores = scores.tolist()
@@ -564,8 +522,8 @@ class PerceptionNode(LifecycleNode):
             pending=worker.busy if worker is not None else False,
             input_issues=dict(self._input_issues),
             lost=dict(self._lost),
-            publishers=_matched_counts(self._sub_by_input, "get_publisher_count"),
-            subscribers=_matched_counts(self._pubs, "get_subscription_count"),
+            publishers=diag.matched_counts(self._sub_by_input, "get_publisher_count"),
+            subscribers=diag.matched_counts(self._pubs, "get_subscription_count"),
         )
 
     def _publish_diagnostics(self) -> None:
@@ -573,19 +531,6 @@ class PerceptionNode(LifecycleNode):
             return
         arr = diag.build_array(self.diagnostics_snapshot(), self.get_clock().now().to_msg())
         self._diag_pub.publish(arr)
-
-
-def _matched_counts(entities: Mapping[str, Any], method: str) -> dict[str, int]:
-    """name -> matched remote endpoints (``get_publisher_count`` of a subscription, ``get_subscription_count``
-    of a publisher). Called from the diagnostics timer: an entity destroyed meanwhile by a lifecycle
-    transition, or an rclpy without the method (Humble subscriptions), is left out."""
-    out: dict[str, int] = {}
-    for name, entity in list(entities.items()):
-        try:
-            out[name] = int(getattr(entity, method)())
-        except Exception:  # InvalidHandle after destroy, AttributeError on older rclpy
-            continue
-    return out
 
 
 class _RejectedError(EmbodiedWMError):

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import rclpy
 from geometry_msgs.msg import TwistStamped
@@ -42,11 +43,11 @@ from embodied_wm.planning.cem import CemSampler
 from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import params as P
 from embodied_wm.ros.qos import output_qos
+from embodied_wm.srv import PredictRollout
 
 
 def load_goal_image(path: str | Path) -> np.ndarray:
     """An image file -> H x W x 3 uint8 RGB."""
-    import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -61,7 +62,6 @@ class PlannerNode(Node):
         self.add_on_set_parameters_callback(P.make_set_callback(self._specs))
         P.declare_all(self, P.PLANNER_PARAMS)
         self.cfg = P.read_all(self, P.PLANNER_PARAMS)
-        from embodied_wm.srv import PredictRollout
 
         self._srv_type = PredictRollout
         self._client = self.create_client(PredictRollout, self.cfg["service"])

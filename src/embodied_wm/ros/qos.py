@@ -21,6 +21,7 @@ from rclpy.qos import (
 )
 
 from embodied_wm.errors import ConfigError
+from embodied_wm.resources import package_file_candidates
 
 RELIABILITIES: dict[str, ReliabilityPolicy] = {
     "best_effort": ReliabilityPolicy.BEST_EFFORT,
@@ -93,7 +94,6 @@ SHM_PROFILE_OPT_OUT = "EWM_FASTDDS_SHM"
 
 def shm_profile_candidates() -> list[Path]:
     """Where the package's Fast DDS profile may be: share/embodied_wm/config, then <repo>/config."""
-    from embodied_wm.resources import package_file_candidates
 
     return package_file_candidates("config", "fastdds_shm.xml")
 

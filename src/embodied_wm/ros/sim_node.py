@@ -36,8 +36,16 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock as ClockMsg
+from std_srvs.srv import Trigger
 
 from embodied_wm.errors import ConfigError
+from embodied_wm.ros.spin import spin_node
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -96,22 +104,13 @@ def validate_command(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy._rclpy_pybind11 import RCLError  # not re-exported by rclpy; raised by publish()
-    from rclpy.clock import Clock, ClockType
-    from rclpy.node import Node
-    from rclpy.qos import (
-        DurabilityPolicy,
-        HistoryPolicy,
-        QoSProfile,
-        ReliabilityPolicy,
-        qos_profile_sensor_data,
-    )
-    from rosgraph_msgs.msg import Clock as ClockMsg
-    from std_srvs.srv import Trigger
-
+    # lazy: MuJoCo is optional (the simulator extra)
     from embodied_wm.sim import ground_truth as gt
+
+    # lazy: MuJoCo is optional (the simulator extra)
     from embodied_wm.sim import messages as mk
+
+    # lazy: MuJoCo is optional (the simulator extra)
     from embodied_wm.sim.episode import EPOCH_NS, Episode, FrameData
 
     class SimNode(Node):
@@ -310,8 +309,6 @@ def main(argv: list[str] | None = None) -> int:
         def destroy_node(self) -> None:
             self.ep.close()
             super().destroy_node()
-
-    from embodied_wm.ros.spin import spin_node
 
     return spin_node(SimNode, "sim_node", argv)
 

@@ -7,11 +7,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import rclpy
+from rclpy.executors import ExternalShutdownException
+
 
 def spin_node(make_node: Callable[[], Any], name: str, argv: Sequence[str] | None = None) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
     rclpy.init(args=list(sys.argv if argv is None else argv))
     node = None
     try:

@@ -25,16 +25,13 @@ import numpy as np
 from embodied_wm.errors import ConfigError
 from embodied_wm.observation import ACTION_DIM, Observation, Prediction, Rollout
 from embodied_wm.runtime.base import Backend, BackendError, validate_candidates
+from embodied_wm.sensing.image import resize_rgb
 
 
 def _resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an HxWx3 uint8 image to ``size`` = (h, w) with the sensing module's resampler."""
     if image.shape[0] == size[0] and image.shape[1] == size[1]:
         return np.ascontiguousarray(image)
-    try:
-        from embodied_wm.sensing.image import resize_rgb
-    except ImportError:  # sensing.image not present (older tree): the same area resampling directly
-        return np.ascontiguousarray(cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA))
     return np.ascontiguousarray(resize_rgb(image, size))
 
 

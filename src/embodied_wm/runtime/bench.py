@@ -73,6 +73,7 @@ def device_info(backend: Backend) -> dict[str, Any]:
     info: dict[str, Any] = {"cpu": cpu_model(), "machine": platform.machine()}
     dev = str(desc.get("device", "cpu"))
     if dev.startswith("cuda") and "torch" in sys.modules:
+        # lazy: torch is heavy and optional here: loaded only when this path runs
         import torch
 
         if torch.cuda.is_available():
@@ -90,6 +91,7 @@ def thread_info() -> dict[str, Any]:
     except AttributeError:  # not on Linux
         pass
     if "torch" in sys.modules:
+        # lazy: torch is heavy and optional here: loaded only when this path runs
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
@@ -102,6 +104,7 @@ def thread_info() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "numpy": np.__version__}
     try:
+        # lazy: optional: absent here is handled below
         from importlib.metadata import PackageNotFoundError, version
     except ImportError:  # pragma: no cover - py3.8+
         return out

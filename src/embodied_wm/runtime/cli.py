@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from embodied_wm.errors import EmbodiedWMError
-from embodied_wm.runtime.onnx_export import CANDIDATE_PROFILE
+from embodied_wm.runtime.bench import run_bench
+from embodied_wm.runtime.onnx_export import CANDIDATE_PROFILE, ensure_onnx, export_onnx
 from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS
+from embodied_wm.runtime.select import create_backend
+from embodied_wm.runtime.tensorrt_backend import build_engines_report, ensure_engines, import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,6 @@ def _hw(text: str) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from embodied_wm.runtime.onnx_export import export_onnx
-
     manifest = export_onnx(
         args.model,
         args.out,
@@ -70,9 +71,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- build-engine
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from embodied_wm.runtime.onnx_export import ensure_onnx
-    from embodied_wm.runtime.tensorrt_backend import build_engines_report, ensure_engines, import_tensorrt
-
     import_tensorrt()  # fail before exporting anything when TensorRT is absent
     export_dir = ensure_onnx(args.model, cache_dir=args.cache_dir)
     es = ensure_engines(
@@ -90,9 +88,6 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
-    from embodied_wm.runtime.bench import run_bench
-    from embodied_wm.runtime.select import create_backend
-
     opts: dict[str, Any] = {}
     if args.threads:
         opts["threads"] = args.threads

@@ -69,6 +69,7 @@ def _pin_shapes(path: Path, shapes: dict[str, Sequence[int | str]]) -> None:
     """Write the known static dims into the graph's output value-infos. The legacy exporter leaves names
     like 'Sigmoidaffordance_dim_2' for dims it could not infer through Resize; TensorRT and ORT infer
     them anyway, but export.json and tools reading the graph should see real shapes."""
+    # lazy: onnx loads only for export and parity checks
     import onnx
 
     model = onnx.load(str(path))
@@ -89,6 +90,7 @@ def _pin_shapes(path: Path, shapes: dict[str, Sequence[int | str]]) -> None:
 
 
 def _graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+    # lazy: onnx loads only for export and parity checks
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -110,6 +112,7 @@ def _graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _torch_export(module: Any, args: tuple[Any, ...], path: Path, **kw: Any) -> None:
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     import torch
 
     # dynamo=False: the TorchScript-based exporter emits opset 17 directly and needs no onnxscript; the
@@ -127,12 +130,15 @@ def parity_check(
     model: Any, out_dir: Path, candidates: Sequence[int] = (1, 4), seed: int = 0
 ) -> dict[str, Any]:
     """Run both graphs in ONNX Runtime (CPU, fp32) and PyTorch on the same inputs; max abs diffs."""
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     import torch
 
     try:
+        # lazy: optional: absent here is handled below
         import onnxruntime as ort
     except ImportError as exc:
         raise ExportError("parity check needs onnxruntime (pip install onnxruntime)") from exc
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     from embodied_wm.model.world_model import ENCODER_INPUTS, ENCODER_OUTPUTS
 
     so = ort.SessionOptions()
@@ -192,10 +198,16 @@ def export_onnx(
     Raises ExportError if export fails or parity with PyTorch exceeds ``FP32_TOLERANCES`` (the ONNX files
     are then left in ``out_dir`` for inspection, without export.json). ``dynamic_candidates=False`` fixes
     N to ``static_candidates`` (for runtimes without dynamic shapes)."""
+    # lazy: onnx loads only for export and parity checks
     import onnx
+
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     import torch
 
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     from embodied_wm.model.checkpoint import CheckpointError, load_checkpoint
+
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     from embodied_wm.model.world_model import ENCODER_INPUTS, ENCODER_OUTPUTS, ROLLOUT_INPUTS, ROLLOUT_OUTPUTS
 
     src = require_model_dir(model_dir)
@@ -253,6 +265,7 @@ def export_onnx(
             "files left for inspection, no export.json written"
         )
 
+    # lazy: onnxruntime loads only with the backend that uses it
     import onnxruntime
 
     manifest: dict[str, Any] = {
@@ -342,6 +355,7 @@ def load_manifest(export_dir: str | Path, verify_hashes: bool = True) -> dict[st
 def checkpoint_model_id(model_dir: Path) -> str:
     """The model_id the checkpoint's files hash to (not merely the one config.json claims), so an edited
     checkpoint never reuses an export of the old one."""
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     from embodied_wm.model.checkpoint import WEIGHTS_FILE, compute_model_id
 
     cfg, _ = read_config(model_dir)

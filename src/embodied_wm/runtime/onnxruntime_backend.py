@@ -34,6 +34,7 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 def import_onnxruntime() -> Any:
     try:
+        # lazy: optional: absent here is handled below
         import onnxruntime as ort
     except ImportError as exc:
         raise BackendUnavailableError(
@@ -167,6 +168,7 @@ class OnnxRuntimeBackend(LearnedBackend):
         return tuple(self._roll.run(None, feeds))
 
     def describe(self) -> dict[str, Any]:
+        # lazy: onnxruntime loads only with the backend that uses it
         import onnxruntime as ort
 
         return {

@@ -31,7 +31,12 @@ from embodied_wm.errors import ConfigError
 from embodied_wm.model.preprocess import modality_spec
 from embodied_wm.resources import package_file_candidates
 from embodied_wm.runtime.base import Backend, BackendError, BackendUnavailableError, ModelFileError
+from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
+from embodied_wm.runtime.learned import read_config, require_model_dir
+from embodied_wm.runtime.onnxruntime_backend import GPU_PROVIDERS, OnnxRuntimeBackend, available_providers
 from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS, LEARNED_BACKENDS, device_problem
+from embodied_wm.runtime.tensorrt_backend import NOT_FOUND_MSG, TensorRTBackend, tensorrt_flavour_present
+from embodied_wm.runtime.torch_backend import TorchBackend, cuda_available
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +57,8 @@ def probe(name: str, device: str, model_dir: Path | None = None) -> str | None:
     """None when ``name`` on ``device`` looks runnable here, else the reason it is not. Uses the real
     libraries (importability, execution providers, CUDA visibility); constructing can still fail."""
     if name == "tensorrt":
-        from embodied_wm.runtime.tensorrt_backend import NOT_FOUND_MSG, tensorrt_flavour_present
-
         if tensorrt_flavour_present() is None:
             return NOT_FOUND_MSG
-        from embodied_wm.runtime.torch_backend import cuda_available
 
         ok, why = cuda_available()
         return None if ok else f"TensorRT needs a CUDA device through PyTorch: {why}"
@@ -64,8 +66,6 @@ def probe(name: str, device: str, model_dir: Path | None = None) -> str | None:
         if importlib.util.find_spec("onnxruntime") is None:
             return "ONNX Runtime: python module 'onnxruntime' not found"
         if device == "cuda":
-            from embodied_wm.runtime.onnxruntime_backend import GPU_PROVIDERS, available_providers
-
             have = available_providers()
             if not any(p in have for p in GPU_PROVIDERS):
                 return (
@@ -79,8 +79,6 @@ def probe(name: str, device: str, model_dir: Path | None = None) -> str | None:
         if model_dir is not None and not (model_dir / "model.safetensors").is_file():
             return f"PyTorch: {model_dir} has no model.safetensors (an ONNX-only export)"
         if device == "cuda":
-            from embodied_wm.runtime.torch_backend import cuda_available
-
             ok, why = cuda_available()
             return None if ok else f"PyTorch CUDA: {why}"
         return None
@@ -91,18 +89,11 @@ def probe(name: str, device: str, model_dir: Path | None = None) -> str | None:
 
 def _factory(name: str) -> Callable[..., Backend]:
     if name == "tensorrt":
-        from embodied_wm.runtime.tensorrt_backend import TensorRTBackend
-
         return TensorRTBackend
     if name == "onnxruntime":
-        from embodied_wm.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
         return OnnxRuntimeBackend
     if name == "pytorch":
-        from embodied_wm.runtime.torch_backend import TorchBackend
-
         return TorchBackend
-    from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
 
     return CopyLastBackend if name == "copy_last" else LinearBackend
 
@@ -135,8 +126,6 @@ def _baseline(name: str, model_dir: Path | None, opts: dict[str, Any]) -> Backen
     kw = dict(opts)
     spec = None
     if model_dir is not None:
-        from embodied_wm.runtime.learned import read_config, require_model_dir
-
         cfg, _ = read_config(require_model_dir(model_dir))
         kw.setdefault("image_size", (cfg.image_size, cfg.image_size))
         kw.setdefault("horizon", cfg.horizon)
@@ -169,8 +158,6 @@ def create_backend(
         be = _baseline(name, mdir, opts)
         be.selection = {"requested": name, "chosen": name, "device": "cpu", "skipped": []}
         return be
-
-    from embodied_wm.runtime.learned import require_model_dir
 
     mdir = require_model_dir(mdir)  # a missing/invalid model is a ModelFileError whatever the backend
     if name != "auto":

@@ -28,6 +28,9 @@ GPU on the development machines, see docs/jetson.md):
     FP16/INT8 builder flags, no INT8 calibration), no builder timing cache (kernels are specialised
     just-in-time on the device; it has a runtime cache instead) and engines are portable across RTX GPUs.
     Treated like TensorRT 11 here: fp32 engines only.
+
+Length (~640 lines): the engine build (with INT8 calibration), the engine cache round trip and the
+execution path of one backend belong together; split when the TensorRT work settles.
 """
 
 from __future__ import annotations
@@ -46,11 +49,13 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.errors import ConfigError
-from embodied_wm.model.preprocess import modality_spec
+from embodied_wm.model.preprocess import encoder_inputs, modality_spec
+from embodied_wm.pipeline.sources import bag_observations
 from embodied_wm.runtime.base import BackendError, BackendUnavailableError
 from embodied_wm.runtime.engine_cache import EngineCache, engine_cache_key, engine_key_inputs
 from embodied_wm.runtime.learned import LearnedBackend, read_config
 from embodied_wm.runtime.onnx_export import CANDIDATE_PROFILE, ensure_onnx, load_manifest
+from embodied_wm.runtime.torch_backend import torch_outputs_to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +121,8 @@ def iter_bag_observations(bag: str | Path, cfg: Any) -> Iterator[Any]:
     """Observations from a rosbag through ``pipeline.sources.bag_observations`` (the inputs and decode
     path of the offline evaluation and the live node), aligned to the model's own ModalitySpec, so
     calibration sees exactly what inference will see."""
-    # The one upward import of runtime/ (allowed by name in the import contract, setup.cfg): reading a
+    # The one upward import of runtime/ (allowed by name in the import contract, .importlinter): reading a
     # bag is the pipeline's job, and only an INT8 build from a calibration bag needs it.
-    from embodied_wm.pipeline.sources import bag_observations
 
     return bag_observations(bag, modality_spec(cfg))
 
@@ -128,9 +132,8 @@ def calibration_batches(
 ) -> dict[str, list[dict[str, np.ndarray]]]:
     """Calibration inputs for both engines: encoder inputs per observation, and for the rollout the fp32
     encoder state (ONNX Runtime on the CPU) plus the held action. Every ``stride``-th observation."""
+    # lazy: onnxruntime loads only with the backend that uses it
     import onnxruntime as ort
-
-    from embodied_wm.model.preprocess import encoder_inputs
 
     enc = ort.InferenceSession(str(export_dir / "encoder.onnx"), providers=["CPUExecutionProvider"])
     state_names = [o.name for o in enc.get_outputs()]
@@ -409,6 +412,7 @@ def ensure_engines(
 
 def _cuda_torch() -> Any:
     try:
+        # lazy: optional: absent here is handled below
         import torch
     except ImportError as exc:
         raise BackendUnavailableError(
@@ -560,6 +564,7 @@ class TensorRTBackend(LearnedBackend):
         self._stream = torch.cuda.Stream(device=device)
         self._enc = _Runner(trt, torch, self.engines.engines["encoder"], self._stream, device, cuda_graph)
         self._roll = _Runner(trt, torch, self.engines.engines["rollout"], self._stream, device, cuda_graph)
+        # lazy: torch is heavy and optional here: loaded only when this path runs
         from embodied_wm.model.world_model import ENCODER_OUTPUTS
 
         self._state_names = list(ENCODER_OUTPUTS)
@@ -596,8 +601,6 @@ class TensorRTBackend(LearnedBackend):
         return outs["frames"][:n], outs["affordance"][:n]
 
     def _postprocess(self, outputs: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
-        from embodied_wm.runtime.torch_backend import torch_outputs_to_numpy
-
         return torch_outputs_to_numpy(self._torch, *outputs)
 
     def describe(self) -> dict[str, Any]:

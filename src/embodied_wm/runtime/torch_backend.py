@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 def import_torch() -> Any:
     try:
+        # lazy: optional: absent here is handled below
         import torch
     except ImportError as exc:
         raise BackendUnavailableError("PyTorch: python module 'torch' not found") from exc
@@ -93,6 +94,7 @@ class TorchBackend(LearnedBackend):
                 f"PyTorch: {d} holds only an ONNX export; the PyTorch backend needs the checkpoint "
                 "(model.safetensors + config.json)"
             )
+        # lazy: torch is heavy and optional here: loaded only when this path runs
         from embodied_wm.model.checkpoint import CheckpointError, load_checkpoint
 
         self.device = resolve_device(device)
@@ -147,6 +149,7 @@ class TorchBackend(LearnedBackend):
 
     def _encode(self, inputs: dict[str, np.ndarray]) -> tuple[Any, ...]:
         torch = self._torch
+        # lazy: torch is heavy and optional here: loaded only when this path runs
         from embodied_wm.model.world_model import ENCODER_INPUTS
 
         with torch.inference_mode(), self._ctx():

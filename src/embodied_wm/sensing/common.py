@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from embodied_wm.observation import NS_PER_S
+from embodied_wm.io.stamps import to_ns
 from embodied_wm.sensing.errors import NonFiniteError, SensingError
 
 
 def stamp_ns(header: Any) -> int:
     """``header.stamp`` (builtin_interfaces/Time) as integer nanoseconds."""
     stamp = header.stamp
-    ns = int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+    ns = to_ns(stamp)
     if ns < 0:
         raise SensingError(
             f"header stamp must be >= 0, got {int(stamp.sec)}s {int(stamp.nanosec)}ns", "bad_stamp"

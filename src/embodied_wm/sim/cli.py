@@ -47,6 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_record(args: argparse.Namespace) -> int:
+    # lazy: MuJoCo is optional (the simulator extra)
     from embodied_wm.sim.recorder import record
 
     paths = record(
@@ -68,6 +69,7 @@ def run_record(args: argparse.Namespace) -> int:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
+    # lazy: MuJoCo is optional (the simulator extra)
     from embodied_wm.sim.recorder import benchmark
 
     fps = benchmark(frames=args.frames, res=args.res)

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from embodied_wm.observation import NS_PER_S
+from embodied_wm.io.stamps import split_ns
+from embodied_wm.io.typestore import typestore
 from embodied_wm.sim.audio import SAMPLE_RATE, to_s16le
 from embodied_wm.sim.episode import FrameData
 from embodied_wm.sim.ground_truth import CHANNELS, HORIZON
@@ -68,8 +69,6 @@ class RosbagsKit:
     """Messages as rosbags dataclasses from our typestore (serialize with ``store.serialize_cdr``)."""
 
     def __init__(self) -> None:
-        from embodied_wm.io.typestore import typestore
-
         self.store = typestore()
 
     def make(self, msgtype: str, **fields: Any) -> Any:
@@ -108,7 +107,8 @@ class RclpyKit:
 
 
 def stamp(kit: MessageKit, ns: int) -> Any:
-    return kit.make("builtin_interfaces/msg/Time", sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+    sec, nanosec = split_ns(ns)
+    return kit.make("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)
 
 
 def header(kit: MessageKit, ns: int, frame_id: str) -> Any:
@@ -203,9 +203,8 @@ def wrench(kit: MessageKit, ns: int, frame_id: str, force: np.ndarray, torque: n
 
 def affordance(kit: MessageKit, ns: int, frame_id: str, maps: np.ndarray, dt_ns: int) -> Any:
     horizon_ns = HORIZON * dt_ns
-    dur = kit.make(
-        "builtin_interfaces/msg/Duration", sec=horizon_ns // NS_PER_S, nanosec=horizon_ns % NS_PER_S
-    )
+    sec, nanosec = split_ns(horizon_ns)
+    dur = kit.make("builtin_interfaces/msg/Duration", sec=sec, nanosec=nanosec)
     return kit.make(
         "embodied_wm/msg/AffordanceMap",
         header=header(kit, ns, frame_id),

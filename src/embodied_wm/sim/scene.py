@@ -13,6 +13,9 @@ Frames and conventions
   centre taxels, a push from the side in an edge row/column, so the grid encodes contact direction.
 - Camera: a fixed RGB camera looking down at the table at an angle. Its optical frame follows REP 103
   (x right, y down, z forward); MuJoCo's camera frame is x right, y up, -z forward.
+
+Length (~600 lines): the MJCF generator, the scene sampler and the simulator wrapper share the scene's
+constants and conventions above.
 """
 
 from __future__ import annotations

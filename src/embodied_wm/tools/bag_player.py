@@ -30,7 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rclpy
+from rclpy.utilities import remove_ros_args
+from rosbags.highlevel import AnyReader
+from rosgraph_msgs.msg import Clock
+
 from embodied_wm.errors import EmbodiedWMError
+from embodied_wm.io.bag import find_topics
+from embodied_wm.io.typestore import typestore
+from embodied_wm.ros.conversions import ns_to_time
+from embodied_wm.ros.qos import clock_qos, player_qos
 
 NS_PER_S = 1_000_000_000
 
@@ -60,9 +69,6 @@ class RawMessage:
 
 def iter_raw_messages(path: str | Path, topics: Sequence[str] | None = None) -> Iterator[RawMessage]:
     """Serialized (CDR) messages of ``path`` in log-time order across topics."""
-    from rosbags.highlevel import AnyReader
-
-    from embodied_wm.io.typestore import typestore
 
     store = typestore()
     try:
@@ -81,8 +87,6 @@ def iter_raw_messages(path: str | Path, topics: Sequence[str] | None = None) -> 
 
 
 def bag_topics(path: str | Path) -> dict[str, str]:
-    from embodied_wm.io.bag import find_topics
-
     try:
         return find_topics(path)
     except Exception as exc:  # BagError or a rosbags error: both mean "not playable"
@@ -117,8 +121,6 @@ class BagPlayer:
         remap: dict[str, str] | None = None,
         depth: int = 100,
     ) -> None:
-        from embodied_wm.ros.qos import clock_qos, player_qos
-
         if rate < 0:
             raise PlayerError(f"rate must be >= 0 (0 = as fast as possible), got {rate}")
         self.node = node
@@ -150,8 +152,6 @@ class BagPlayer:
             raise PlayerError(f"{self.path}: no playable topics")
         self._clock_pub = None
         if clock_hz > 0:
-            from rosgraph_msgs.msg import Clock
-
             self._clock_pub = node.create_publisher(Clock, "/clock", clock_qos())
         self._clock_ns = -1
 
@@ -189,9 +189,6 @@ class BagPlayer:
     def _publish_clock(self, ns: int) -> None:
         if self._clock_pub is None or ns <= self._clock_ns:
             return
-        from rosgraph_msgs.msg import Clock
-
-        from embodied_wm.ros.conversions import ns_to_time
 
         msg = Clock()
         msg.clock = ns_to_time(ns)
@@ -278,9 +275,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import rclpy
-    from rclpy.utilities import remove_ros_args
-
     raw_argv = list(sys.argv if argv is None else ["bag_player", *argv])
     args = build_parser().parse_args(remove_ros_args(raw_argv)[1:])
     rclpy.init(args=raw_argv)

@@ -19,7 +19,7 @@ import html
 import json
 import os
 import random
-import signal
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,9 +29,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
 
 from embodied_wm.errors import EmbodiedWMError
+from embodied_wm.eval import metrics
+from embodied_wm.io.bag import iter_bag_messages
+from embodied_wm.msg import AffordanceMap, PredictedFrames
+from embodied_wm.ros.conversions import (
+    affordance_msg_to_numpy,
+    frames_msg_to_numpy,
+    heatmap_overlay,
+    time_to_ns,
+)
+from embodied_wm.ros.qos import diagnostics_qos, make_qos
+from embodied_wm.sensing.image import image_to_rgb, resize_rgb
+from embodied_wm.tools.harness import Processes, node_command
 
 NS_PER_S = 1_000_000_000
 CAMERA_TOPIC = "/camera/image_raw"
@@ -63,8 +79,6 @@ def record_episode(out: Path, frames: int, seed: int, res: int) -> Path:
         return bag
     log(f"recording a {frames}-frame episode at {res}x{res} (seed {seed}) ...")
     if bag_root.exists():
-        import shutil
-
         shutil.rmtree(bag_root)
     cmd = [
         sys.executable,
@@ -102,14 +116,6 @@ class Collector:
     """An rclpy node in this process, spun in a thread, keeping every prediction by stamp."""
 
     def __init__(self, node_name: str) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-
-        from embodied_wm.msg import AffordanceMap, PredictedFrames
-        from embodied_wm.ros.conversions import time_to_ns
-        from embodied_wm.ros.qos import diagnostics_qos, make_qos
-
         rclpy.init(args=[])
         self.node = rclpy.create_node("demo_collector")
         self.data = Collected()
@@ -145,14 +151,12 @@ class Collector:
             return len(self.data.frames)
 
     def close(self) -> None:
-        import rclpy
-
         self._executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         rclpy.try_shutdown()
 
 
-def start_node(args: argparse.Namespace, env: dict[str, str], logs: Path) -> subprocess.Popen:
+def start_node(args: argparse.Namespace, env: dict[str, str], processes: Processes) -> subprocess.Popen:
     params = {
         "autostart": "true",
         "backend": args.backend,
@@ -165,28 +169,12 @@ def start_node(args: argparse.Namespace, env: dict[str, str], logs: Path) -> sub
     for inp in ("camera", "audio", "tactile", "joint_states", "action"):
         params[f"qos.{inp}.reliability"] = "reliable"
         params[f"qos.{inp}.depth"] = "20"
-    ros_args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-    cmd = [sys.executable, "-m", "embodied_wm.ros.perception_node", "--ros-args", *ros_args]
-    log_file = open(logs / "perception_node.log", "w")  # the child process writes to it
-    return subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return processes.spawn("perception_node", node_command("embodied_wm.ros.perception_node", params), env)
 
 
 # ------------------------------------------------------------------------------------ report
 def load_bag_frames(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, tuple[list[str], np.ndarray]]]:
     """Camera frames by header stamp, and ground-truth affordance maps by stamp."""
-    from embodied_wm.io.bag import iter_bag_messages
-    from embodied_wm.ros.conversions import affordance_msg_to_numpy, time_to_ns
-    from embodied_wm.sensing.image import image_to_rgb
 
     frames: dict[int, np.ndarray] = {}
     gt: dict[int, tuple[list[str], np.ndarray]] = {}
@@ -200,8 +188,6 @@ def load_bag_frames(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, tuple[l
 
 
 def _png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
     big = np.repeat(np.repeat(rgb, PNG_SCALE, axis=0), PNG_SCALE, axis=1)
     cv2.imwrite(str(path), np.ascontiguousarray(big[:, :, ::-1]))
 
@@ -242,9 +228,6 @@ def evaluate(
 ) -> dict[str, Any]:
     """Per-horizon PSNR (whole frame and moving pixels) of the predictions and of copy-last, matched by
     stamp to the bag's frames; affordance AUROC per channel where ground truth has the channel."""
-    from embodied_wm.eval import metrics
-    from embodied_wm.ros.conversions import affordance_msg_to_numpy, frames_msg_to_numpy
-    from embodied_wm.sensing.image import resize_rgb
 
     stamps = sorted(collected.frames)
     per_k: dict[int, dict[str, list[float | None]]] = {}
@@ -255,18 +238,19 @@ def evaluate(
         if t not in bag_frames:
             continue
         cur = resize_rgb(bag_frames[t], (h, w))
-        for k, ts in enumerate(fstamps):
-            if int(ts) not in bag_frames:
-                continue
-            target = resize_rgb(bag_frames[int(ts)], (h, w))
-            mask = metrics.moving_mask(cur, target)
+        ks = [k for k, ts in enumerate(fstamps) if int(ts) in bag_frames]
+        if ks:
+            targets = np.stack([resize_rgb(bag_frames[int(fstamps[k])], (h, w)) for k in ks])
+            model = metrics.score_frames(pred[ks], targets, cur, with_ssim=False)
+            copy = metrics.score_frames(np.broadcast_to(cur, targets.shape), targets, cur, with_ssim=False)
+        for j, k in enumerate(ks):
             d = per_k.setdefault(
                 k + 1, {"model": [], "copy_last": [], "model_moving": [], "copy_last_moving": []}
             )
-            d["model"].append(metrics.psnr(pred[k], target))
-            d["copy_last"].append(metrics.psnr(cur, target))
-            d["model_moving"].append(metrics.psnr_masked(pred[k], target, mask))
-            d["copy_last_moving"].append(metrics.psnr_masked(cur, target, mask))
+            d["model"].append(model.psnr[j])
+            d["copy_last"].append(copy.psnr[j])
+            d["model_moving"].append(model.psnr_moving[j])
+            d["copy_last_moving"].append(copy.psnr_moving[j])
         if t in collected.affordance and t in gt_aff:
             ch, aff = affordance_msg_to_numpy(collected.affordance[t])
             gch, gmap = gt_aff[t]
@@ -308,9 +292,6 @@ def latency_from_diagnostics(arr: Any) -> tuple[dict[str, dict[str, float]], dic
 
 
 def write_report(out: Path, collected: Collected, bag: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    from embodied_wm.ros.conversions import affordance_msg_to_numpy, frames_msg_to_numpy, heatmap_overlay
-    from embodied_wm.sensing.image import resize_rgb
-
     bag_frames, gt_aff = load_bag_frames(bag)
     stamps = sorted(collected.frames)
     if not stamps:
@@ -469,7 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     bag = Path(args.bag).resolve() if args.bag else record_episode(out, args.frames, args.seed, args.res)
     collector = Collector(NODE_NAME)
-    node = start_node(args, env, logs)
+    processes = Processes(logs)
+    node = start_node(args, env, processes)
     player: subprocess.Popen | None = None
     try:
         log(f"starting perception_node (backend {args.backend}) ...")
@@ -486,33 +468,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"perception_node is up ({time.monotonic() - t_start:.1f} s); "
             f"replaying {bag.name} with /clock ..."
         )
-        with open(logs / "bag_player.log", "w") as plog:
-            player = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "embodied_wm.tools.bag_player",
-                    str(bag),
-                    "--clock",
-                    "--rate",
-                    str(args.rate),
-                    "--wait-for",
-                    CAMERA_TOPIC,
-                    "--wait-timeout",
-                    "60",
-                    "--delay",
-                    "0.5",
-                ],
-                env=env,
-                stdout=plog,
-                stderr=subprocess.STDOUT,
-            )
-            last_report = time.monotonic()
-            while player.poll() is None:
-                time.sleep(0.2)
-                if time.monotonic() - last_report > 2.0:
-                    log(f"  {collector.count()} predictions so far")
-                    last_report = time.monotonic()
+        player = processes.spawn(
+            "bag_player",
+            [
+                sys.executable,
+                "-m",
+                "embodied_wm.tools.bag_player",
+                str(bag),
+                "--clock",
+                "--rate",
+                str(args.rate),
+                "--wait-for",
+                CAMERA_TOPIC,
+                "--wait-timeout",
+                "60",
+                "--delay",
+                "0.5",
+            ],
+            env,
+        )
+        last_report = time.monotonic()
+        while player.poll() is None:
+            time.sleep(0.2)
+            if time.monotonic() - last_report > 2.0:
+                log(f"  {collector.count()} predictions so far")
+                last_report = time.monotonic()
         if player.returncode != 0:
             raise DemoError(f"bag_player failed ({player.returncode}); see {logs}/bag_player.log")
         # Let the last predictions (and one more diagnostics message) arrive.
@@ -524,9 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 n, settle = collector.count(), time.monotonic()
         log(f"replay done: {collector.count()} predictions received")
     finally:
-        if player is not None and player.poll() is None:
-            stop(player)
-        stop(node)
+        processes.stop(first=("bag_player", "perception_node"))
         collector.close()
     meta = {"backend": args.backend, "bag": str(bag), "wall_s": time.monotonic() - t_start}
     summary = write_report(out, collector.data, bag, meta)

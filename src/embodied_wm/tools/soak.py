@@ -26,21 +26,16 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.tools.bench_e2e import (
-    NS_PER_S,
-    BenchError,
-    E2EConfig,
-    E2ESetup,
     add_arguments,
     default_backend,
     device_info,
     last_diagnostics,
     latency_summary,
     parse_params,
-    proc_cpu_s,
-    proc_rss_kb,
     publisher_rate,
     write_json,
 )
+from embodied_wm.tools.e2e_setup import NS_PER_S, BenchError, E2EConfig, E2ESetup, proc_cpu_s, proc_rss_kb
 
 #: A window's latencies are read this long after it ends, so late predictions of its frames count.
 RESULT_LAG_S = 1.0
@@ -127,9 +122,11 @@ def analyse(
 
 def plot(result: Mapping[str, Any], path: Path) -> None:
     """soak.png: RSS, latency (node p50/p99, floor p50) and rate/drops over time; warm-up shaded."""
+    # lazy: matplotlib is heavy and only needed for plots
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never try to open a display
+    # lazy: matplotlib is heavy and only needed for plots
     import matplotlib.pyplot as plt
 
     ws = result["windows"]

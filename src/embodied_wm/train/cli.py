@@ -58,7 +58,10 @@ def _run_train(args: argparse.Namespace) -> int:
         if parser is not None:
             parser.error(message)
         raise ConfigError(message)
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     from embodied_wm.train.losses import LossWeights
+
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     from embodied_wm.train.trainer import TrainArgs, run_training
 
     a = TrainArgs(
@@ -80,9 +83,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    # lazy: torch is heavy and optional here: loaded only when this path runs
     from embodied_wm.train.evaluate import evaluate_report
 
     if args.threads:
+        # lazy: torch is heavy and optional here: loaded only when this path runs
         import torch
 
         torch.set_num_threads(args.threads)

@@ -26,9 +26,11 @@ from typing import Any
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from embodied_wm.errors import ConfigError, InvalidDataError
 from embodied_wm.io.bag import BagError, bag_info, bag_paths
+from embodied_wm.io.stamps import to_ns
 from embodied_wm.model.config import ModelConfig
 from embodied_wm.model.preprocess import RAW_KEYS, modality_spec, normalize, normalize_stats, raw_frame
 from embodied_wm.observation import MODALITIES, Observation
@@ -120,7 +122,7 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
             continue
         st = item.msg.header.stamp
         try:
-            aff[int(st.sec) * 1_000_000_000 + int(st.nanosec)] = _decode_affordance(
+            aff[to_ns(st)] = _decode_affordance(
                 item.msg, cfg.image_size, cfg.affordance_channels
             )
         except (KeyError, ValueError) as exc:
@@ -184,8 +186,6 @@ def load_episodes(
     paths = bag_paths(inputs)
     it: Iterable[Path] = paths
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(paths, desc="decode bags", unit="bag")
     return [load_episode(p, cfg, cache_dir) for p in it]
 

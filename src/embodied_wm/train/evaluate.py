@@ -16,9 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied_wm.eval.metrics import ScoreHistogram, moving_mask, psnr, psnr_masked
+from embodied_wm.eval.metrics import ScoreHistogram, score_frames
+from embodied_wm.io.bag import bag_paths
+from embodied_wm.model.checkpoint import load_checkpoint
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
 from embodied_wm.observation import MODALITIES, Observation
+from embodied_wm.runtime.baselines import LinearBackend
 from embodied_wm.train.dataset import Episode, WindowDataset, load_episodes
 
 #: Modality groups accepted by ``ablate``.
@@ -50,10 +53,6 @@ def sample_indices(n: int, max_samples: int | None) -> np.ndarray:
 
 
 def _linear_frames(prev: np.ndarray, cur: np.ndarray, horizon: int, dt_ns: int) -> np.ndarray | None:
-    try:
-        from embodied_wm.runtime.baselines import LinearBackend
-    except ImportError:
-        return None
     s = cur.shape[0]
     be = LinearBackend(image_size=(s, s), horizon=horizon, dt_ns=dt_ns)
     be.predict(Observation(stamp_ns=1, image=prev))
@@ -101,18 +100,18 @@ def evaluate_model(
                 methods.remove("linear")
                 psnrs.pop("linear")
                 whole.pop("linear")
-            for j in range(k):
-                tgt = it["future"][j]
-                mask = moving_mask(cur, tgt)
-                moving_frac[j] += float(mask.mean())
-                cands = {"model": pred[b, j], "copy_last": cur}
-                if lin is not None:
-                    cands["linear"] = lin[j]
-                for m, img in cands.items():
-                    whole[m][j].append(psnr(img, tgt))
-                    v = psnr_masked(img, tgt, mask)
-                    if v is not None:
-                        psnrs[m][j].append(v)
+            future = np.asarray(it["future"])
+            cands = {"model": pred[b], "copy_last": np.broadcast_to(cur, future.shape)}
+            if lin is not None:
+                cands["linear"] = lin
+            for m, frames_k in cands.items():
+                scores = score_frames(frames_k, future, cur, with_ssim=False)
+                for j in range(k):
+                    whole[m][j].append(scores.psnr[j])
+                    if scores.psnr_moving[j] is not None:
+                        psnrs[m][j].append(scores.psnr_moving[j])  # type: ignore[arg-type]
+                    if m == "model":
+                        moving_frac[j] += float(scores.moving_fraction[j] or 0.0)
             if it["aff_valid"] > 0:
                 for c, name in enumerate(cfg.affordance_channels):
                     hists[name].add(affn[b, c], it["affordance"][c] > 0.5)
@@ -149,7 +148,6 @@ def evaluate_checkpoint(
     baselines: bool = True,
 ) -> dict[str, Any]:
     """Load a checkpoint and evaluate it on the bags in ``data`` (files, bag dirs or dirs of bags)."""
-    from embodied_wm.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(model_dir, device=device)
     episodes = load_episodes(data, loaded.cfg, cache_dir)
@@ -171,8 +169,6 @@ def evaluate_report(
 ) -> dict[str, Any]:
     """The numbers shipped with a model: full evaluation with baselines, plus affordance AUROC/AP with
     each modality group of ``ablations`` masked out."""
-    from embodied_wm.io.bag import bag_paths
-    from embodied_wm.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(model_dir, device=device)
     episodes = load_episodes(data, loaded.cfg, cache_dir)

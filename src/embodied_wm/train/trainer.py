@@ -29,6 +29,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
+from tqdm import tqdm
 
 from embodied_wm.errors import ConfigError
 from embodied_wm.model.checkpoint import load_checkpoint, save_checkpoint
@@ -254,8 +255,6 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
 
     bar = None
     if a.progress and is_main:
-        from tqdm import tqdm
-
         bar = tqdm(total=a.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
     t0 = time.time()
     running: dict[str, float] = {}
