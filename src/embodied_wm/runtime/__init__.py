@@ -1,7 +1,10 @@
 """Backends that turn Observations into Predictions, behind one interface (``base.Backend``).
 
   base.py                 Backend ABC and errors (BackendError, BackendUnavailableError, ModelFileError...)
-  select.py               create_backend(name, model_dir, device, **opts); "auto" picks the fastest that runs
+  registry.py             backend names and the one device parser (device_problem)
+  select.py               create_backend(name, model_dir, device, **opts); "auto" picks the fastest that runs;
+                          model lookup (default_model_dir), the node's fallback (create_backend_with_fallback)
+  machine.py              what a measurement ran on (CPU model, cores, platform)
   baselines.py            CopyLastBackend, LinearBackend (optical-flow extrapolation)
   torch_backend.py        PyTorch (CPU/CUDA, fp16 autocast, optional torch.compile)
   onnxruntime_backend.py  ONNX Runtime (TensorRT/CUDA/CPU execution providers)
