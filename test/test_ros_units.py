@@ -96,13 +96,12 @@ def test_previews() -> None:
     assert tile.shape == (16, 2 * (5 * 8 + 4 * 2), 3)
     assert conv.pick_indices(8, 4)[-1] == 7 and len(conv.pick_indices(8, 4)) == 4
     over = conv.affordance_preview(pred.frames[0], pred.affordance, pred.affordance_channels, "movable")
-    assert over.shape == (8, 8, 3) and over.dtype == np.uint8
+    # The overlay (the frame's size) with a colour bar beside it; test_viz checks the pixels.
+    assert over.shape[0] == 8 and over.shape[1] > 8 and over.dtype == np.uint8
     # No affordance (baseline): the base image unchanged.
     base = pred.frames[0]
     same = conv.affordance_preview(base, np.zeros((0, 8, 8), np.float32), (), "contact")
     np.testing.assert_array_equal(same, base)
-    cm = conv.colormap(np.array([0.0, 1.0]))
-    assert cm[0].tolist() == [0, 0, 0] and cm[1].tolist() == [255, 255, 255]
 
 
 def test_resize_helpers() -> None:

@@ -1,13 +1,14 @@
 """`embodied-wm eval`: offline replay evaluation of a model against the baselines on rosbags.
 
     embodied-wm eval BAG_OR_DIR... --model DIR [--backend B] [--camera-topic T ...] --out DIR
-                     [--workers N] [--robustness] [--max-frames N]
+                     [--workers N] [--robustness] [--max-frames N] [--mcap OUT.mcap]
 
 Also runs standalone: ``python -m embodied_wm.eval.cli ...`` (same arguments). Writes results.jsonl,
-summary.json and report.html into --out (schema: docs/eval_schema.md). Expected failures (bad options,
-unreadable bags, a bag without a camera topic, a model that does not load) end with one line on stderr
-and exit status 1 (2 for malformed arguments); a truncated bag is evaluated up to the damage and only
-warned about.
+summary.json and report.html into --out (schema: docs/eval_schema.md), and with --mcap an MCAP of the
+clean run for Foxglove (topics: eval/mcap_export.py; layout: config/foxglove_layout.json). Expected
+failures (bad options, unreadable bags, a bag without a camera topic, a model that does not load) end
+with one line on stderr and exit status 1 (2 for malformed arguments); a truncated bag is evaluated up
+to the damage and only warned about.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="camera frames per bag at most")
     p.add_argument("--samples", type=int, default=3, metavar="N", help="contact sheets per bag")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its images")
+    p.add_argument(
+        "--mcap",
+        default=None,
+        metavar="OUT.mcap",
+        help="also write the clean run as an MCAP for Foxglove: input camera, predicted frames per "
+        "horizon step, error maps, affordance overlays, per-frame metrics (several bags: one file "
+        "each, OUT.<index>_<bag>.mcap)",
+    )
     geo = p.add_argument_group("baseline geometry without --model")
     geo.add_argument("--size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"))
     geo.add_argument("--horizon", type=int, default=8)
@@ -139,6 +148,12 @@ def _options(args: argparse.Namespace) -> Any:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise EvalError(f"--out {out}: exists and is not a directory")
+    if args.mcap is not None:
+        mcap = Path(args.mcap)
+        if not mcap.name or mcap.is_dir():
+            raise EvalError(f"--mcap {mcap}: is a directory; give a file name such as eval.mcap")
+        if mcap.parent.exists() and not mcap.parent.is_dir():
+            raise EvalError(f"--mcap {mcap}: {mcap.parent} is not a directory")
     return EvalOptions(
         model_dir=args.model,
         backend=args.backend,
@@ -153,6 +168,7 @@ def _options(args: argparse.Namespace) -> Any:
         image_size=(args.size[0], args.size[1]),
         horizon=args.horizon,
         dt_ns=round(args.dt_ms * 1e6),
+        mcap=args.mcap,
     )
 
 
@@ -163,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     # A damaged bag is reported once, below, as a warning line; the reader's own log lines would repeat it.
     logging.getLogger("embodied_wm.io.bag").setLevel(logging.ERROR)
     bags = bag_paths(args.bags)
+    if opts.mcap and len(bags) > 1:
+        m = Path(opts.mcap)
+        opts.mcap = str(m.with_name(f"{m.stem}.{{bag}}{m.suffix or '.mcap'}"))
     # Check every bag before starting work: a bag without a camera fails the run in seconds, not after
     # the others were evaluated.
     total = 0
@@ -221,8 +240,9 @@ def _print_summary(summary: dict[str, Any], n_records: int, wall: float, out: Pa
         print(f"  {m:10s} " + ", ".join(parts) + " (mean over horizon)")
     for ch, v in (summary.get("affordance") or {}).items():
         print(f"  affordance {ch}: AUROC {v['auroc']}, AP {v['ap']}")
-    files = ["results.jsonl", "summary.json", *(["report.html"] if report else [])]
-    print(f"wrote {n_records} predictions: " + ", ".join(str(out / f) for f in files))
+    files = [str(out / f) for f in ("results.jsonl", "summary.json", *(["report.html"] if report else []))]
+    files += [b["mcap"] for b in summary["bags"] if b.get("mcap")]
+    print(f"wrote {n_records} predictions: " + ", ".join(files))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -79,6 +79,8 @@ class EvalOptions:
     #: Inference threads per model instance (None: the runtime's default). Set for parallel workers so
     #: N processes do not each start a thread per core.
     threads: int | None = None
+    #: Write the clean run as an MCAP here (eval/mcap_export.py); "{bag}" is replaced per bag.
+    mcap: str | None = None
 
     @property
     def conditions(self) -> list[str]:
@@ -135,6 +137,10 @@ class BagResult:
     inputs: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
     gt_topic: str | None = None
+    #: Stamp of the bag's first camera frame (the origin of report times) and the camera's mean rate.
+    first_stamp_ns: int | None = None
+    camera_rate_hz: float | None = None
+    mcap: str | None = None
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -282,6 +288,8 @@ def evaluate_bag(
     last_stamp: int | None = None
     bag_name = str(bag)
     Path(records_path).parent.mkdir(parents=True, exist_ok=True)
+    camera_span: list[int] = []  # first stamp, last stamp, frame count
+    export = _mcap_export(opts, ref, bag, bag_index)
 
     with open(records_path, "w") as out:
 
@@ -293,6 +301,8 @@ def evaluate_bag(
                 records += 1
                 if s.pending.condition == "clean" and s.pending.stamp_ns in sample_stamps:
                     _fill_sample(sample_stamps[s.pending.stamp_ns], s)
+                if export is not None and s.pending.condition == "clean":
+                    export.scored(s)
 
         def handle_obs(obs: Observation) -> bool:
             """Predict from one observation with every method. Returns False when the read can stop:
@@ -300,6 +310,10 @@ def evaluate_bag(
             nonlocal frames, last_stamp
             if obs.image is None:
                 return True  # no camera frame in it: nothing to predict or score
+            if not camera_span:
+                camera_span.extend([obs.stamp_ns, obs.stamp_ns, 0])
+            camera_span[1] = max(camera_span[1], obs.stamp_ns)
+            camera_span[2] += 1
             if last_stamp is not None and obs.stamp_ns <= last_stamp:
                 # Time went backwards (bag loop, simulator reset): score what is pending against the old
                 # timeline, forget its frames, and reset the methods' histories. (The feeder's Pipeline
@@ -314,10 +328,14 @@ def evaluate_bag(
                 if not scorer.pending:
                     return False
                 scorer.add_frame(obs.stamp_ns, np.asarray(obs.image))
+                if export is not None:
+                    export.camera(obs.stamp_ns, np.asarray(obs.image))
                 last_stamp = obs.stamp_ns
                 handle_scored(scorer.poll())
                 return bool(scorer.pending)
             scorer.add_frame(obs.stamp_ns, np.asarray(obs.image))
+            if export is not None:
+                export.camera(obs.stamp_ns, np.asarray(obs.image))
             if frames in sample_idx:
                 sample_stamps[obs.stamp_ns] = Sample(bag=bag_name, stamp_ns=obs.stamp_ns)
             frames += 1
@@ -330,6 +348,8 @@ def evaluate_bag(
                 for method in ref.methods:
                     pipe = pipes[(cond, method)]
                     pred: Prediction = pipe.predict(seen)
+                    if export is not None and cond == "clean":
+                        export.expect(method, int(pred.stamp_ns))
                     if pipe is feeder:
                         # Decode and align ran once, in the feeder, for every method: each method's
                         # latency includes them, as it would in a live node running that method.
@@ -364,6 +384,8 @@ def evaluate_bag(
             if stamp is not None and gt is not None:
                 scorer.add_ground_truth(stamp, gt[0], gt[1])
         handle_scored(scorer.flush())
+    if export is not None:
+        export.close()
     sink.tick(0, force=True)
     pstats = feeder.stats.as_dict() if hasattr(feeder.stats, "as_dict") else {}
     return BagResult(
@@ -380,7 +402,40 @@ def evaluate_bag(
         inputs=inputs,
         wall_s=time.perf_counter() - t_start,
         gt_topic=gt_topic,
+        first_stamp_ns=camera_span[0] if camera_span else None,
+        camera_rate_hz=_rate(camera_span),
+        mcap=str(export.file.path) if export is not None else None,
     )
+
+
+def mcap_path(template: str, bag: str | Path, bag_index: int) -> Path:
+    """The MCAP of one bag: ``template`` as given, or with "{bag}" replaced by index and bag name."""
+    if "{bag}" not in template:
+        return Path(template)
+    return Path(template.replace("{bag}", f"{bag_index:03d}_{Path(bag).stem}"))
+
+
+def _mcap_export(opts: EvalOptions, ref: ModelInfo, bag: Path, bag_index: int) -> Any:
+    if not opts.mcap:
+        return None
+    from embodied_wm.eval.mcap_export import PredictionExport
+
+    meta = {
+        "model_id": ref.model_id,
+        "backend": ref.backend,
+        "methods": ",".join(ref.methods),
+        "horizon": str(ref.horizon),
+        "dt_s": f"{ref.dt_ns / NS_PER_S:g}",
+        "bag": str(bag),
+    }
+    return PredictionExport(mcap_path(opts.mcap, bag, bag_index), ref.horizon, ref.methods[0], meta)
+
+
+def _rate(span: list[int]) -> float | None:
+    """Mean camera frame rate (Hz) from [first stamp, last stamp, frames]."""
+    if len(span) < 3 or span[2] < 2 or span[1] <= span[0]:
+        return None
+    return round((span[2] - 1) * NS_PER_S / (span[1] - span[0]), 3)
 
 
 def _with_total(timings: dict[str, float]) -> dict[str, float]:
@@ -534,6 +589,9 @@ def build_summary(
                 "stopped": r.stopped,
                 "wall_s": round(r.wall_s, 3),
                 "pipeline": r.pipeline_stats,
+                "start_time": _iso(r.first_stamp_ns),
+                "camera_rate_hz": r.camera_rate_hz,
+                "mcap": r.mcap,
             }
             for r in results
         ],
@@ -569,6 +627,16 @@ def build_summary(
             rob["conditions"][cond] = entry
         summary["robustness"] = rob
     return summary
+
+
+def _iso(stamp_ns: int | None) -> str | None:
+    """UTC wall time of a stamp, ISO 8601 with milliseconds."""
+    if stamp_ns is None:
+        return None
+    import datetime as _dt
+
+    t = _dt.datetime.fromtimestamp(stamp_ns / NS_PER_S, tz=_dt.timezone.utc)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def merge_records(results: Sequence[BagResult], out_path: str | Path) -> int:

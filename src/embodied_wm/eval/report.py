@@ -1,15 +1,16 @@
 """report.html with PNG plots and contact sheets for an evaluation run.
 
 Everything the page references is written next to it (relative paths), so the output directory can be
-copied or archived as a whole. Plots use matplotlib's Agg backend (no display needed); contact sheets are
-composed directly in numpy and written with OpenCV.
+copied or archived as a whole. Plots use matplotlib's Agg backend (no display needed); contact sheets come
+from viz.comparison_sheet (the renderer make demo and perception_node's preview use) and are written with
+OpenCV. Times are seconds from each bag's first camera frame; its wall time is given once per bag.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,10 @@ import numpy as np
 
 from embodied_wm.eval.replay import BagResult, ModelInfo, Sample
 from embodied_wm.eval.scoring import FRAME_METRICS, StatsTable
+from embodied_wm.observation import NS_PER_S
+from embodied_wm.viz import comparison_sheet
 
 METRIC_LABELS = {"psnr": "PSNR (dB)", "psnr_moving": "PSNR on moving pixels (dB)", "ssim": "SSIM"}
-#: Contact sheet cell scale (64 px frames are too small to judge by eye).
-SHEET_SCALE = 2
-_GAP = 4
-_LABEL_W = 110
 
 
 def _plt() -> Any:
@@ -117,72 +116,38 @@ def plot_robustness(summary: dict[str, Any], path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ contact sheets
-def _cell(img: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    if img is None:
-        out = np.full((h, w, 3), 40, np.uint8)
-        cv2.line(out, (0, 0), (w - 1, h - 1), (90, 90, 90), 1)
-        cv2.line(out, (w - 1, 0), (0, h - 1), (90, 90, 90), 1)
-        return out
-    return np.asarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST))
-
-
-def _label(text: str, height: int) -> np.ndarray:
-    out = np.full((height, _LABEL_W, 3), 255, np.uint8)
-    y = 14
-    for line in text.split("\n"):
-        cv2.putText(out, line, (3, y), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-        y += 14
-    return out
-
-
-def overlay(base: np.ndarray, heat: np.ndarray, colour: tuple[int, int, int] = (255, 40, 0)) -> np.ndarray:
-    """Blend a [0, 1] map over an RGB frame; the weight grows with the value so the scene stays visible."""
-    a = np.clip(heat.astype(np.float32), 0.0, 1.0)[..., None] * 0.7
-    col = np.asarray(colour, np.float32)[None, None, :]
-    return np.asarray((base.astype(np.float32) * (1 - a) + col * a).clip(0, 255).astype(np.uint8))
-
-
-def contact_sheet(sample: Sample, methods: Sequence[str], horizon_s: Sequence[float]) -> np.ndarray:
-    """Rows: actual frames (observation then targets), each method's predictions, then per affordance
-    channel the model's map and the ground truth over the observation frame. RGB uint8."""
-    first = next(iter(sample.predictions.values()))
-    h, w = first.shape[1] * SHEET_SCALE, first.shape[2] * SHEET_SCALE
-    k = first.shape[0]
-    size = (h, w)
-    rows: list[np.ndarray] = []
-
-    def row(label: str, cells: list[np.ndarray | None]) -> np.ndarray:
-        parts = [_label(label, h)]
-        for c in cells:
-            parts.append(np.full((h, _GAP, 3), 255, np.uint8))
-            parts.append(_cell(c, size))
-        return np.concatenate(parts, axis=1)
-
-    header = np.full((18, _LABEL_W + (k + 1) * (w + _GAP), 3), 255, np.uint8)
-    cv2.putText(header, "t", (_LABEL_W + _GAP + w // 2 - 3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    for i in range(k):
-        x = _LABEL_W + (i + 1) * (w + _GAP) + _GAP + 4
-        cv2.putText(header, f"+{horizon_s[i]:.2g}s", (x, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    rows.append(header)
-    targets = list(sample.targets) + [None] * (k - len(sample.targets))
-    rows.append(row("actual", [sample.observation, *targets[:k]]))
-    for m in methods:
-        if m not in sample.predictions:
-            continue
+def contact_sheet(
+    sample: Sample, methods: Sequence[str], horizon_s: Sequence[float], title: str = ""
+) -> np.ndarray:
+    """Actual frames, each method's predictions with their per-frame error maps, and the model's
+    affordance maps with ground truth as contours (viz.comparison_sheet). RGB uint8."""
+    preds = {m: sample.predictions[m] for m in methods if m in sample.predictions}
+    notes = {}
+    for m in preds:
         ps = [v for v in sample.psnr.get(m, []) if v is not None]
-        mean = f"\n{sum(ps) / len(ps):.1f} dB" if ps else ""
-        rows.append(row(f"{m}{mean}", [sample.observation, *list(sample.predictions[m])]))
-    if sample.affordance is not None and sample.observation is not None:
-        base = sample.observation
-        for ci, ch in enumerate(sample.affordance_channels):
-            cells: list[np.ndarray | None] = [overlay(base, sample.affordance[ci])]
-            if sample.gt_affordance is not None:
-                cells.append(overlay(base, sample.gt_affordance[ci].astype(np.float32), (0, 200, 255)))
-            rows.append(row(f"{ch}\npred | truth", cells))
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, _GAP), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return np.concatenate(padded, axis=0)
+        if ps:
+            notes[m] = f"{sum(ps) / len(ps):.1f} dB mean"
+    aff = None
+    if sample.affordance is not None and sample.affordance_channels:
+        aff = (list(sample.affordance_channels), sample.affordance)
+    truth = None
+    if sample.gt_affordance is not None and sample.affordance_channels:
+        truth = (list(sample.affordance_channels), sample.gt_affordance)
+    return comparison_sheet(
+        sample.observation, sample.targets, preds, horizon_s, notes, aff, truth, title=title
+    )
+
+
+def seconds_from(stamp_ns: int, origin_ns: int | None) -> float:
+    return (stamp_ns - (origin_ns if origin_ns is not None else stamp_ns)) / NS_PER_S
+
+
+_RAW_NS = re.compile(r"\b(\d{12,})\s*ns\b")
+
+
+def human_text(text: str, origin_ns: int | None) -> str:
+    """``text`` with raw nanosecond stamps ("1700000001900000000 ns") as seconds from ``origin_ns``."""
+    return _RAW_NS.sub(lambda m: f"t = {seconds_from(int(m.group(1)), origin_ns):.3f} s", text)
 
 
 # ----------------------------------------------------------------------------------- HTML
@@ -226,6 +191,24 @@ def _latency_table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _camera_rates(summary: dict[str, Any]) -> str:
+    rates = sorted({b["camera_rate_hz"] for b in summary["bags"] if b.get("camera_rate_hz")})
+    if not rates:
+        return "rate unknown"
+    if len(rates) == 1:
+        return f"{rates[0]:.3g} Hz"
+    return f"{rates[0]:.3g}–{rates[-1]:.3g} Hz over the bags"
+
+
+def _start_times(summary: dict[str, Any]) -> str:
+    starts = [b["start_time"] for b in summary["bags"] if b.get("start_time")]
+    if not starts:
+        return "wall time unknown"
+    if len(starts) == 1:
+        return f"{starts[0]} UTC"
+    return f"{min(starts)} UTC for the first of {len(starts)} bags; per bag below"
+
+
 def write_report(
     out_dir: str | Path,
     summary: dict[str, Any],
@@ -253,30 +236,36 @@ def write_report(
 
     sheets: list[tuple[str, str]] = []
     for bi, r in enumerate(results):
-        for s in r.samples:
+        for si, s in enumerate(sorted(r.samples, key=lambda x: x.stamp_ns)):
             if len(sheets) >= max_sheets:
                 break
-            name = f"sheet_{bi:03d}_{s.stamp_ns}.png"
-            img = contact_sheet(s, ref.methods, summary["horizon_s"])
+            name = f"sheet_{bi:03d}_{si:02d}.png"
+            when = f"t = {seconds_from(s.stamp_ns, r.first_stamp_ns):.2f} s"
+            img = contact_sheet(s, ref.methods, summary["horizon_s"], f"{Path(r.bag).name}, {when}")
             if not cv2.imwrite(str(img_dir / name), img[..., ::-1]):
                 raise OSError(f"cannot write {img_dir / name}")
-            sheets.append((f"{Path(r.bag).name} @ {s.stamp_ns} ns", f"report_files/{name}"))
+            sheets.append((f"{Path(r.bag).name} at {when}", f"report_files/{name}"))
+    origins = {r.bag: r.first_stamp_ns for r in results}
 
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>embodied_wm evaluation</title>",
         "<style>body{font-family:sans-serif;margin:20px;max-width:1400px}"
         "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 7px;"
-        "text-align:right}th{background:#eee}.warn{color:#a00}img{max-width:100%}</style></head><body>",
+        "text-align:right}th{background:#eee}.warn{color:#a00}img{max-width:100%;image-rendering:pixelated}</style></head><body>",
         "<h1>embodied_wm evaluation</h1>",
         f"<p>model <code>{_fmt(summary.get('model_id') or 'none')}</code>, backend "
         f"<code>{_fmt(summary.get('backend') or 'none')}</code>; {summary['frames']} frames from "
         f"{len(results)} bag(s); image {summary['image_size'][0]}x{summary['image_size'][1]}, "
-        f"dt {summary['dt_s']:g} s. Moving pixels: |target − observation| &gt; "
+        f"model dt {summary['dt_s']:g} s ({1 / summary['dt_s']:.3g} Hz), horizon "
+        f"{len(summary['horizon_s'])} steps ({summary['horizon_s'][-1]:g} s); camera "
+        f"{_camera_rates(summary)}. Times are seconds from each bag's first camera frame ("
+        f"{_start_times(summary)}). Moving pixels: |target − observation| &gt; "
         f"{summary['settings']['moving_threshold']:g}/255 in any channel; PSNR capped at "
         f"{summary['settings']['psnr_cap_db']:g} dB.</p>",
     ]
     for st in summary.get("stopped", []):
-        parts.append(f"<p class='warn'>Bag {_fmt(st['bag'])} stopped early: {_fmt(st['at'])}</p>")
+        at = human_text(str(st["at"]), origins.get(st["bag"]))
+        parts.append(f"<p class='warn'>Bag {_fmt(st['bag'])} stopped early: {_fmt(at)}</p>")
     parts.append("<h2>Frame prediction</h2>")
     parts.append(_metric_table(summary))
     if summary.get("affordance"):
@@ -313,23 +302,34 @@ def write_report(
         parts.append("</table>")
     if sheets:
         parts.append(
-            "<h2>Contact sheets</h2><p>Rows: actual frames (observation, then the frames that "
-            "came), each method's prediction, and affordance maps (prediction in red, ground truth "
-            "in blue) over the observation.</p>"
+            "<h2>Contact sheets</h2><p>Rows: the actual frames (the observation, then the frames "
+            "that came at each horizon step; grey with a cross: no frame at that time), each "
+            "method's predicted frames with its per-frame error |predicted − actual| below (mean over "
+            "RGB, 0–96 of 255, inferno), and the model's affordance maps: the probability over the "
+            "observation (turbo, opacity proportional to p) and alone, ground truth as white "
+            "contours.</p>"
         )
-        for title, src in sheets:
-            parts.append(f"<h3>{html.escape(title)}</h3><img src='{src}' alt='{html.escape(title)}'>")
+        for i, (title, src) in enumerate(sheets):
+            parts.append(
+                f"<h3 id='sheet-{i}'>{html.escape(title)}</h3><img src='{src}' alt='{html.escape(title)}'>"
+            )
     parts.append(
-        "<h2>Bags</h2><table><tr><th>bag</th><th>camera</th><th>frames</th><th>predictions</th>"
-        "<th>stopped</th></tr>"
+        "<h2>Bags</h2><table><tr><th>bag</th><th>camera</th><th>rate (Hz)</th><th>first frame "
+        "(UTC)</th><th>frames</th><th>predictions</th><th>stopped</th><th>MCAP</th></tr>"
     )
     for b in summary["bags"]:
+        stopped = human_text(str(b["stopped"]), origins.get(b["path"])) if b["stopped"] else None
         parts.append(
-            f"<tr><td>{_fmt(b['path'])}</td><td>{_fmt(b['camera_topic'])}</td><td>{b['frames']}</td>"
-            f"<td>{b['predictions']}</td><td>{_fmt(b['stopped'])}</td></tr>"
+            f"<tr><td>{_fmt(b['path'])}</td><td>{_fmt(b['camera_topic'])}</td>"
+            f"<td>{_fmt(b.get('camera_rate_hz'), 2)}</td><td>{_fmt(b.get('start_time'))}</td>"
+            f"<td>{b['frames']}</td><td>{b['predictions']}</td><td>{_fmt(stopped)}</td>"
+            f"<td>{_fmt(b.get('mcap'))}</td></tr>"
         )
     parts.append("</table>")
-    parts.append("<h2>summary.json</h2><pre>" + html.escape(json.dumps(summary, indent=1)[:20000]) + "</pre>")
+    parts.append(
+        "<p>All numbers: <a href='summary.json'>summary.json</a>; per prediction: "
+        "<a href='results.jsonl'>results.jsonl</a> (schema: docs/eval_schema.md).</p>"
+    )
     parts.append("</body></html>")
     path = out / "report.html"
     path.write_text("\n".join(parts))

@@ -23,6 +23,7 @@ from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
 from embodied_wm.observation import Prediction, Rollout
 from embodied_wm.sensing.image import image_to_rgb
 from embodied_wm.sensing.resize import resize_area, resize_nearest
+from embodied_wm.viz import probability_bar, probability_overlay, upscale
 
 
 # ------------------------------------------------------------------------------------------ time
@@ -179,27 +180,6 @@ def affordance_msg_to_numpy(msg: AffordanceMap) -> tuple[list[str], np.ndarray]:
 
 
 # -------------------------------------------------------------------------------------- previews
-def colormap(values: np.ndarray) -> np.ndarray:
-    """[0, 1] -> RGB uint8 with a black-red-yellow-white ramp (readable for probabilities, monotone
-    in luminance so it survives greyscale viewers)."""
-    v = np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0.0, 1.0)
-    r = np.clip(3.0 * v, 0.0, 1.0)
-    g = np.clip(3.0 * v - 1.0, 0.0, 1.0)
-    b = np.clip(3.0 * v - 2.0, 0.0, 1.0)
-    return np.asarray(np.stack([r, g, b], axis=-1) * 255.0 + 0.5, dtype=np.uint8)
-
-
-def heatmap_overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """Blend a [0, 1] heat map (any resolution) over an RGB image; the blend weight grows with the value
-    so low-probability pixels leave the image visible."""
-    h, w = rgb.shape[:2]
-    heat = resize_nearest(np.asarray(heat, np.float32), h, w)
-    colors = colormap(heat).astype(np.float32)
-    a = (alpha * np.clip(np.nan_to_num(heat), 0.0, 1.0))[..., None]
-    out = rgb.astype(np.float32) * (1.0 - a) + colors * a
-    return np.asarray(np.clip(out + 0.5, 0, 255), dtype=np.uint8)
-
-
 def pick_indices(k: int, max_frames: int) -> list[int]:
     """Up to ``max_frames`` evenly spaced indices of 0..k-1, always including the last."""
     if k <= max_frames:
@@ -241,25 +221,25 @@ def affordance_preview(
     channel: str = "contact",
     scale: int = 1,
 ) -> np.ndarray:
-    """Heat map of one affordance channel (``channel`` or the first) over ``base``; ``base`` alone when
-    the backend has no affordance output."""
+    """One affordance channel (``channel`` or the first) over ``base`` with its colour bar, the renderer
+    of the reports (viz.probability_overlay: turbo, opacity proportional to p, nearest-neighbour
+    upscaling by ``scale``); ``base`` alone, upscaled, when the backend has no affordance output."""
     img = np.asarray(base, np.uint8)
-    if affordance.size and len(channels):
-        c = list(channels).index(channel) if channel in channels else 0
-        img = heatmap_overlay(img, affordance[c])
-    if scale > 1:
-        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-    return np.ascontiguousarray(img)
+    if not (affordance.size and len(channels)):
+        return upscale(img, scale)
+    c = list(channels).index(channel) if channel in channels else 0
+    over = probability_overlay(img, affordance[c], scale)
+    bar = probability_bar(over.shape[0], f"p({channels[c]})")
+    gap = np.full((over.shape[0], 2, 3), 255, np.uint8)
+    return np.ascontiguousarray(np.concatenate([over, gap, bar], axis=1))
 
 
 __all__ = [
     "affordance_msg_to_numpy",
     "affordance_preview",
     "affordance_to_msg",
-    "colormap",
     "duration_to_ns",
     "frames_msg_to_numpy",
-    "heatmap_overlay",
     "image_msg_to_rgb",
     "ns_to_duration",
     "ns_to_time",

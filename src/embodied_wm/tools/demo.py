@@ -5,16 +5,19 @@
 2. start perception_node as its own process over DDS (``autostart``, ``use_sim_time``);
 3. replay the bag with bag_player (log-time order, /clock) while this process collects
    ``~/predicted_frames``, ``~/affordance`` and ``/diagnostics``;
-4. write DIR/predictions.npz, contact sheets (actual future frames from the bag vs predicted vs
-   copy-last), affordance overlays (predicted vs ground truth), summary.json (per-horizon PSNR against
-   copy-last, node latency per stage) and index.html.
+4. write DIR/predictions.npz, contact sheets (actual future frames from the bag beside the predicted and
+   copy-last frames, per-frame error maps, affordance overlays with ground truth as contours; the
+   renderer of viz/), summary.json (per-horizon PSNR against copy-last, node latency per stage),
+   index.html and DIR/predictions.mcap for Foxglove (eval/mcap_export.py, config/foxglove_layout.json).
 
-Everything runs in data time: predictions are matched to the bag's future frames by stamp.
+Everything runs in data time: predictions are matched to the bag's future frames by stamp. Report times
+are seconds from the bag's first camera frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import html
 import json
 import os
@@ -37,17 +40,19 @@ from rclpy.executors import SingleThreadedExecutor
 
 from embodied_wm.errors import EmbodiedWMError
 from embodied_wm.eval import metrics
+from embodied_wm.eval.mcap_export import export_predictions
+from embodied_wm.eval.scoring import PendingPrediction
 from embodied_wm.io.bag import iter_bag_messages
 from embodied_wm.msg import AffordanceMap, PredictedFrames
 from embodied_wm.ros.conversions import (
     affordance_msg_to_numpy,
     frames_msg_to_numpy,
-    heatmap_overlay,
     time_to_ns,
 )
 from embodied_wm.ros.qos import diagnostics_qos, make_qos
 from embodied_wm.sensing.image import image_to_rgb, resize_rgb
 from embodied_wm.tools.harness import Processes, node_command
+from embodied_wm.viz import comparison_sheet
 
 NS_PER_S = 1_000_000_000
 CAMERA_TOPIC = "/camera/image_raw"
@@ -55,13 +60,11 @@ GT_AFFORDANCE_TOPIC = "/ground_truth/affordance"
 NODE_NAME = "perception_node"
 #: Contact sheets and overlays written (evenly spaced over the predictions).
 N_SHEETS = 4
-#: Upscaling of the small frames in the PNGs, so they are readable in a browser.
-PNG_SCALE = 3
-
 
 
 class DemoError(EmbodiedWMError, RuntimeError):
     """The demo could not produce its report (node did not start, no predictions, player failed)."""
+
 
 def log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
@@ -188,34 +191,21 @@ def load_bag_frames(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, tuple[l
 
 
 def _png(path: Path, rgb: np.ndarray) -> None:
-    big = np.repeat(np.repeat(rgb, PNG_SCALE, axis=0), PNG_SCALE, axis=1)
-    cv2.imwrite(str(path), np.ascontiguousarray(big[:, :, ::-1]))
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1])):
+        raise OSError(f"cannot write {path}")
 
 
-def _row(tiles: list[np.ndarray], h: int, w: int, gap: int = 2) -> np.ndarray:
-    sep = np.full((h, gap, 3), 255, np.uint8)
-    parts: list[np.ndarray] = []
-    for i, t in enumerate(tiles):
-        if i:
-            parts.append(sep)
-        parts.append(t)
-    return np.concatenate(parts, axis=1)
+def camera_rate_hz(stamps: Sequence[int]) -> float | None:
+    """Mean frame rate of the camera stamps (Hz)."""
+    st = sorted(stamps)
+    if len(st) < 2 or st[-1] <= st[0]:
+        return None
+    return (len(st) - 1) * NS_PER_S / (st[-1] - st[0])
 
 
-def contact_sheet(
-    current: np.ndarray, actual: list[np.ndarray | None], predicted: np.ndarray, copy_last: np.ndarray
-) -> np.ndarray:
-    """Rows: actual future frames (bag) | predicted | copy-last. First column: the current frame
-    (repeated so the columns line up); missing future frames are grey."""
-    k, h, w = predicted.shape[:3]
-    grey = np.full((h, w, 3), 128, np.uint8)
-    rows = [
-        _row([current] + [a if a is not None else grey for a in actual], h, w),
-        _row([current, *list(predicted)], h, w),
-        _row([current] + [copy_last] * k, h, w),
-    ]
-    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
-    return np.concatenate([rows[0], gap, rows[1], gap, rows[2]], axis=0)
+def iso_utc(stamp_ns: int) -> str:
+    t = datetime.datetime.fromtimestamp(stamp_ns / NS_PER_S, tz=datetime.timezone.utc)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -291,7 +281,43 @@ def latency_from_diagnostics(arr: Any) -> tuple[dict[str, dict[str, float]], dic
     return stages, other
 
 
-def write_report(out: Path, collected: Collected, bag: Path, meta: dict[str, Any]) -> dict[str, Any]:
+def write_mcap(
+    out: Path,
+    collected: Collected,
+    bag_frames: dict[int, np.ndarray],
+    gt_aff: dict[int, tuple[list[str], np.ndarray]],
+    bag: Path,
+) -> Path:
+    """DIR/predictions.mcap: the bag's camera, the node's predictions and copy-last, scored like eval."""
+    preds = []
+    for t, msg in collected.frames.items():
+        fst, frames = frames_msg_to_numpy(msg)
+        ch: list[str] = []
+        aff = None
+        if t in collected.affordance:
+            ch, aff = affordance_msg_to_numpy(collected.affordance[t])
+        stamps = np.asarray(fst, np.int64)
+        preds.append(
+            PendingPrediction("model", t, stamps, frames, affordance=aff, affordance_channels=tuple(ch))
+        )
+        if t in bag_frames:
+            cur = resize_rgb(bag_frames[t], frames.shape[1:3])
+            copy_last = np.repeat(cur[None], len(frames), axis=0)
+            preds.append(PendingPrediction("copy_last", t, stamps, copy_last))
+    path = out / "predictions.mcap"
+    meta = {
+        "model_id": next(iter(collected.frames.values())).model_id,
+        "bag": str(bag),
+        "source": "make demo",
+    }
+    n = export_predictions(path, bag_frames, preds, gt_aff, "model", meta)
+    log(f"wrote {path} ({n} messages; open it in Foxglove with config/foxglove_layout.json)")
+    return path
+
+
+def write_report(
+    out: Path, collected: Collected, bag: Path, meta: dict[str, Any], write_mcap_file: bool = True
+) -> dict[str, Any]:
     bag_frames, gt_aff = load_bag_frames(bag)
     stamps = sorted(collected.frames)
     if not stamps:
@@ -325,34 +351,46 @@ def write_report(out: Path, collected: Collected, bag: Path, meta: dict[str, Any
     sheets_dir = out / "sheets"
     sheets_dir.mkdir(exist_ok=True)
     picks = sorted({stamps[int(i)] for i in np.linspace(0, len(stamps) - 1, min(N_SHEETS, len(stamps)))})
+    origin = min(bag_frames) if bag_frames else stamps[0]
+    dt_s = dt_ns / NS_PER_S
     sheets = []
-    for t in picks:
+    for i, t in enumerate(picks):
         fst, pred = frames_msg_to_numpy(collected.frames[t])
         h, w = pred.shape[1:3]
         cur = resize_rgb(bag_frames[t], (h, w)) if t in bag_frames else pred[0]
         actual = [resize_rgb(bag_frames[int(s)], (h, w)) if int(s) in bag_frames else None for s in fst]
-        name = f"sheet_{t}.png"
-        _png(sheets_dir / name, contact_sheet(cur, actual, pred, cur))
-        entry: dict[str, Any] = {"stamp_ns": t, "sheet": f"sheets/{name}", "overlays": []}
-        if t in collected.affordance:
-            ch, aff = affordance_msg_to_numpy(collected.affordance[t])
-            for c, cname in enumerate(ch):
-                tiles = [heatmap_overlay(cur, aff[c])]
-                label = "predicted"
-                if t in gt_aff and cname in gt_aff[t][0]:
-                    gch, gmap = gt_aff[t]
-                    tiles.append(heatmap_overlay(cur, gmap[gch.index(cname)]))
-                    label = "predicted | ground truth"
-                oname = f"affordance_{cname}_{t}.png"
-                _png(sheets_dir / oname, _row(tiles, h, w))
-                entry["overlays"].append({"channel": cname, "file": f"sheets/{oname}", "label": label})
-        sheets.append(entry)
+        copy_last = np.repeat(cur[None], len(pred), axis=0)
+        notes = {}
+        for label, frames in (("predicted", pred), ("copy_last", copy_last)):
+            ps = [metrics.psnr(f, a) for f, a in zip(frames, actual) if a is not None]
+            if ps:
+                notes[label] = f"{float(np.mean(ps)):.1f} dB mean"
+        aff = affordance_msg_to_numpy(collected.affordance[t]) if t in collected.affordance else None
+        t_s = (t - origin) / NS_PER_S
+        img = comparison_sheet(
+            cur,
+            actual,
+            {"predicted": pred, "copy_last": copy_last},
+            [(k + 1) * dt_s for k in range(len(pred))],
+            notes,
+            aff,
+            gt_aff.get(t),
+            title=f"t = {t_s:.2f} s",
+        )
+        name = f"sheet_{i:02d}.png"
+        _png(sheets_dir / name, img)
+        sheets.append({"t_s": round(t_s, 6), "sheet": f"sheets/{name}"})
+    mcap = write_mcap(out, collected, bag_frames, gt_aff, bag) if write_mcap_file else None
+    rate = camera_rate_hz(list(bag_frames))
     summary = {
         **meta,
         "predictions": len(stamps),
         "camera_frames_in_bag": len(bag_frames),
         "horizon": int(first.shape[0]),
-        "dt_s": dt_ns / NS_PER_S,
+        "dt_s": dt_s,
+        "camera_rate_hz": None if rate is None else round(rate, 3),
+        "start_time": iso_utc(origin),
+        "mcap": None if mcap is None else str(mcap),
         "model_id": collected.frames[stamps[0]].model_id,
         "affordance_channels": channels,
         **scores,
@@ -392,22 +430,35 @@ def render_html(s: dict[str, Any]) -> str:
     auroc = "".join(f"<li>{html.escape(k)}: {v:.3f}</li>" for k, v in s["affordance_auroc"].items()) or (
         "<li>no affordance output matched ground truth (baseline backends predict none)</li>"
     )
-    imgs = ""
-    for e in s["sheets"]:
-        imgs += (
-            f"<h3>stamp {e['stamp_ns']} ns</h3><p>rows: actual future frames from the bag · predicted ·"
-            f" copy-last (first column: the current frame)</p><img src='{e['sheet']}'>"
-        )
-        for o in e["overlays"]:
-            imgs += f"<p>affordance '{html.escape(o['channel'])}' ({o['label']})</p><img src='{o['file']}'>"
+    imgs = (
+        "<p>Rows: the actual frames from the bag (now, then the frames that came at each horizon step;"
+        " grey with a cross: none at that time) · the node's predicted frames and, below them, the"
+        " per-frame error |predicted − actual| (mean over RGB, 0–96 of 255) · the same for copy-last ·"
+        " each affordance channel over the current frame (turbo, opacity proportional to p) and alone,"
+        " simulator ground truth as white contours.</p>"
+    )
+    for i, e in enumerate(s["sheets"]):
+        when = f"t = {e['t_s']:.2f} s"
+        imgs += f"<h3 id='sheet-{i}'>{when}</h3><img src='{e['sheet']}' alt='contact sheet at {when}'>"
+    rate = s.get("camera_rate_hz")
+    mcap = s.get("mcap")
+    mcap_html = (
+        f"<p>Foxglove: open <code>{_fmt(mcap)}</code> with the layout "
+        "<code>config/foxglove_layout.json</code> and scrub the timeline: the camera beside each "
+        "predicted horizon step.</p>"
+        if mcap
+        else ""
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>embodied_wm demo</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{image-rendering:pixelated}}</style></head>
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+img{{max-width:100%;image-rendering:pixelated}}</style></head>
 <body><h1>embodied_wm demo</h1>
 <p>backend <b>{_fmt(s["backend"])}</b> · model <b>{_fmt(s["model_id"])}</b> · {s["predictions"]} predictions
-of {s["camera_frames_in_bag"]} camera frames · K = {s["horizon"]}, dt = {s["dt_s"]:.3f} s ·
-bag {_fmt(s["bag"])} · wall time {s["wall_s"]:.1f} s</p>
-{skipped_html(s)}
+of {s["camera_frames_in_bag"]} camera frames · horizon K = {s["horizon"]} · model dt {s["dt_s"]:.3g} s ·
+camera {"rate unknown" if rate is None else f"{rate:.3g} Hz"} · bag {_fmt(s["bag"])}, first frame
+{_fmt(s["start_time"])} UTC (times below are seconds from it) · demo took {s["wall_s"]:.1f} s</p>
+{skipped_html(s)}{mcap_html}
 <h2>PSNR per horizon step (dB; higher is better)</h2>
 <table><tr><th>k</th><th>n</th><th>model</th><th>copy-last</th><th>model, moving px</th>
 <th>copy-last, moving px</th></tr>{rows}</table>
@@ -431,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     p.add_argument("--bag", default="", help="replay this bag instead of recording one")
     p.add_argument("--node-timeout", type=float, default=90.0, help="seconds to wait for perception_node")
+    p.add_argument("--no-mcap", action="store_true", help="skip DIR/predictions.mcap (Foxglove)")
     return p
 
 
@@ -507,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         processes.stop(first=("bag_player", "perception_node"))
         collector.close()
     meta = {"backend": args.backend, "bag": str(bag), "wall_s": time.monotonic() - t_start}
-    summary = write_report(out, collector.data, bag, meta)
+    summary = write_report(out, collector.data, bag, meta, write_mcap_file=not args.no_mcap)
     for h in summary["per_horizon"]:
         log(
             f"  k={h['k']}: PSNR model {_fmt(h['psnr_model'])} dB vs copy-last {_fmt(h['psnr_copy_last'])} dB"
