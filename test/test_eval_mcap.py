@@ -261,3 +261,37 @@ def test_demo_report_and_mcap(tmp_path: Path) -> None:
     for _, m in by_topic["/embodied_wm/metrics/model/psnr"]:
         assert list(m.data) == pytest.approx([100.0] * k)
     assert _rosbags_count(out / "predictions.mcap") == {t: len(v) for t, v in by_topic.items()}
+
+
+def test_foxglove_layout_is_complete() -> None:
+    path = next(r / "config" / "foxglove_layout.json" for r in package_roots() if (r / "config").is_dir())
+    doc = json.loads(path.read_text())
+    leaves: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            leaves.append(node)
+            return
+        assert node["direction"] in ("row", "column") and 0 < node["splitPercentage"] < 100
+        walk(node["first"])
+        walk(node["second"])
+
+    walk(doc["layout"])
+    assert sorted(leaves) == sorted(doc["configById"])  # every panel placed once, none missing
+    for pid, cfg in doc["configById"].items():
+        assert pid.split("!")[0] in ("Image", "Plot") and cfg["foxglovePanelTitle"]
+        if pid.startswith("Plot!"):
+            assert all(p["enabled"] and p["timestampMethod"] == "receiveTime" for p in cfg["paths"])
+
+
+def test_mcap_one_file_per_bag(tmp_path: Path) -> None:
+    a = write_bag(tmp_path / "a", SceneConfig(frames=4, res=16, audio=False, tactile=False))
+    b = write_bag(tmp_path / "b", SceneConfig(frames=5, res=16, audio=False, tactile=False))
+    out = tmp_path / "out"
+    assert main([str(a), str(b), "--out", str(out), "--no-report", "--mcap", str(out / "run.mcap")]) == 0
+    files = sorted(p.name for p in out.glob("*.mcap"))
+    assert files == ["run.000_a.mcap", "run.001_b.mcap"]
+    for name, frames in zip(files, (4, 5)):
+        msgs, channels = _read_mcap(out / name)
+        assert "/embodied_wm/predicted/k1" in channels  # copy_last's frames without a model
+        assert sum(t == "/embodied_wm/input/image" for t, *_ in msgs) == frames

@@ -7,8 +7,8 @@ The file is read back with ``mcap`` and ``mcap-ros2-support`` (not with our writ
 panel of the layout shows its topic's latest message at or before ``--at`` (seconds from the file's first
 message), each Plot panel its ``/topic.data[i]`` series over the whole file with a line at ``--at``.
 Only Image and Plot panels and ``.data[i]`` plot paths are drawn (what config/foxglove_layout.json uses);
-other panels are drawn as labelled boxes. This is not Foxglove's rendering, only the same content and
-arrangement.
+other panels are drawn as labelled boxes; titles come from ``foxglovePanelTitle``. This is not Foxglove's
+rendering, only the same content and arrangement.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _panel(
     body_y, body_h = y + TITLE_H, h - TITLE_H
     if kind == "Image":
         topic = str(cfg.get("imageMode", {}).get("imageTopic", ""))
-        _title(canvas, x, y, w, cfg.get("title") or topic)
+        _title(canvas, x, y, w, cfg.get("foxglovePanelTitle") or topic)
         img = content.image_at(topic, at_ns)
         if img is None:
             put_text(canvas, f"no message on {topic} yet", (x + 6, body_y + 20), 0.42)
@@ -145,7 +145,7 @@ def _panel(
         ox, oy = x + (w - fit.shape[1]) // 2, body_y + (body_h - fit.shape[0]) // 2
         canvas[oy : oy + fit.shape[0], ox : ox + fit.shape[1]] = fit
     elif kind == "Plot":
-        _title(canvas, x, y, w, cfg.get("title") or "Plot")
+        _title(canvas, x, y, w, cfg.get("foxglovePanelTitle") or "Plot")
         img = _plot(cfg, content, (at_ns - content.start_ns) / NS_PER_S, w - 4, body_h - 4)
         canvas[body_y + 2 : body_y + 2 + img.shape[0], x + 2 : x + 2 + img.shape[1]] = img
     else:
