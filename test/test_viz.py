@@ -143,3 +143,19 @@ def test_node_preview_uses_the_same_renderer() -> None:
     assert img.shape[0] == 32 and img.shape[1] > 32  # the colour bar beside it
     plain = conv.affordance_preview(base, np.zeros((0, 8, 8), np.float32), (), "contact", scale=2)
     np.testing.assert_array_equal(plain, ov.upscale(base, 2))
+
+
+def test_overlay_blends_at_frame_resolution_the_same_as_after_upscaling() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    prob = rng.random((6, 5)).astype(np.float32)
+    small_then_up = viz.probability_overlay(base, prob, scale=3)
+    up_then_blend = viz.probability_overlay(ov.upscale(base, 3), ov.upscale(prob, 3), scale=1)
+    np.testing.assert_array_equal(small_then_up, up_then_blend)
+    # A map finer than the frame keeps its detail: blended at the upscaled size.
+    fine = np.zeros((12, 10), np.float32)
+    fine[0, 0] = 1.0
+    out = viz.probability_overlay(base, fine, scale=2)
+    assert out.shape == (12, 10, 3)
+    np.testing.assert_allclose(out[0, 0], _blend(base[0, 0], 1.0), atol=1)
+    np.testing.assert_array_equal(out[0, 1], base[0, 0])

@@ -123,12 +123,19 @@ def probability_overlay(
     """``prob`` (H' x W' in [0, 1]) over RGB ``base`` (H x W x 3), both upscaled ``scale`` times with
     nearest neighbour; blend weight ``max_alpha * p``. ``truth`` (boolean or [0, 1] map, > 0.5 is the
     region) is outlined on top. Returns (H·scale) x (W·scale) x 3 uint8."""
-    big = upscale(np.asarray(base, np.uint8), scale)
-    h, w = big.shape[:2]
-    p = resize_nearest(np.clip(np.nan_to_num(np.asarray(prob, np.float32)), 0.0, 1.0), h, w)
+    frame = np.asarray(base, np.uint8)
+    p = np.clip(np.nan_to_num(np.asarray(prob, np.float32)), 0.0, 1.0)
+    # Blending per pixel commutes with nearest-neighbour upscaling, so blend at the frame's resolution
+    # and upscale after (1/scale^2 of the work), unless the map is finer than the frame.
+    finer = p.shape[0] > frame.shape[0] or p.shape[1] > frame.shape[1]
+    if finer:
+        frame = upscale(frame, scale)
+    h, w = frame.shape[:2]
+    p = resize_nearest(p, h, w)
     colours = lut(cmap)[_index(p)].astype(np.float32)
     a = (float(max_alpha) * p)[..., None]
-    out = np.asarray(np.clip(big.astype(np.float32) * (1.0 - a) + colours * a + 0.5, 0, 255), np.uint8)
+    blend = np.clip(frame.astype(np.float32) * (1.0 - a) + colours * a + 0.5, 0, 255).astype(np.uint8)
+    out = blend if finer else upscale(blend, scale)
     if truth is not None:
         out = draw_contours(out, np.asarray(truth, np.float32) > 0.5, _contour_thickness(scale))
     return out
@@ -183,6 +190,15 @@ def put_text(
     cv2.putText(img, text, org, FONT, font_scale, colour, thickness, cv2.LINE_AA)
 
 
+@functools.lru_cache(maxsize=64)
+def _colour_bar(
+    height: int, cmap: str, ticks: tuple[tuple[float, str], ...], title: str, bar_width: int
+) -> np.ndarray:
+    out = _draw_colour_bar(height, cmap, ticks, title, bar_width)
+    out.flags.writeable = False
+    return out
+
+
 def colour_bar(
     height: int,
     cmap: str = PROBABILITY_CMAP,
@@ -191,7 +207,18 @@ def colour_bar(
     bar_width: int = 14,
 ) -> np.ndarray:
     """A vertical colour bar (top = 1) with tick labels, on white, exactly ``height`` px tall; ``ticks``
-    are (position in [0, 1], label). ``title`` is written above the bar."""
+    are (position in [0, 1], label). ``title`` is written above the bar. Cached (read-only array): the
+    same bar is drawn for every frame of a run."""
+    return _colour_bar(int(height), cmap, tuple((float(p), str(t)) for p, t in ticks), title, int(bar_width))
+
+
+def _draw_colour_bar(
+    height: int,
+    cmap: str = PROBABILITY_CMAP,
+    ticks: Sequence[tuple[float, str]] = ((0.0, "0"), (0.5, "0.5"), (1.0, "1")),
+    title: str = "",
+    bar_width: int = 14,
+) -> np.ndarray:
     font = 0.4
     title_h = text_size(title, font)[1] + 4 if title else 0
     label_w = max([text_size(t, font)[0] for _, t in ticks] + [0])
