@@ -54,7 +54,7 @@ def _read_mcap(path: Path) -> tuple[list[tuple[str, str, int, Any]], dict[str, t
 def _rosbags_count(path: Path) -> dict[str, int]:
     from rosbags.rosbag2 import Reader
 
-    from embodied_wm.data.typestore import typestore
+    from embodied_wm.io.typestore import typestore
 
     store = typestore()
     counts: dict[str, int] = defaultdict(int)
@@ -214,9 +214,9 @@ def test_demo_report_and_mcap(tmp_path: Path) -> None:
     predictor (the frames that came) scores the PSNR cap, its error maps are all zero, and neither the
     HTML nor the file names carry raw-ns stamps."""
     pytest.importorskip("rclpy")
-    from embodied_wm import demo
     from embodied_wm.observation import Prediction
     from embodied_wm.ros import conversions as conv
+    from embodied_wm.tools import demo
 
     bag = write_bag(tmp_path / "bag", SceneConfig(frames=14, res=32))
     frames, gt = demo.load_bag_frames(bag)

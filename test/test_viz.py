@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from embodied_wm import viz
+from embodied_wm.errors import ConfigError, InvalidDataError
 from embodied_wm.viz import overlay as ov
 
 
@@ -30,7 +31,7 @@ def test_colour_maps_are_the_named_perceptual_maps() -> None:
     for lut in (viridis, inferno):
         luma = lut.astype(np.float64) @ [0.299, 0.587, 0.114]
         assert np.all(np.diff(luma) > -1.0)
-    with pytest.raises(ValueError, match="unknown colour map"):
+    with pytest.raises(ConfigError, match="unknown colour map"):
         ov.lut("jet")
 
 
@@ -127,7 +128,7 @@ def test_comparison_sheet_layout() -> None:
     # Rows: actual, 2 x (prediction, error) and one affordance row at twice the frame size.
     assert sheet.shape[0] > 5 * h * s + 2 * h * s
     assert sheet.shape[1] >= 118 + (k + 1) * (w * s + 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidDataError):
         viz.comparison_sheet(obs, targets, {}, [0.1])
 
 

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from mcap.writer import Writer
 
 from embodied_wm.eval.scoring import HorizonScorer, PendingPrediction, ScoredPrediction
+from embodied_wm.io.typestore import typestore
 from embodied_wm.observation import NS_PER_S
 from embodied_wm.viz import display_scale, error_map, probability_overlay
 from embodied_wm.viz.overlay import probability_bar
@@ -60,10 +62,6 @@ class McapFile:
     serialised by rosbags, container written by ``mcap``."""
 
     def __init__(self, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
-        from mcap.writer import Writer
-
-        from embodied_wm.data.typestore import typestore
-
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._store = typestore()

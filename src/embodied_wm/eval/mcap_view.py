@@ -22,10 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
 
+from embodied_wm.errors import EmbodiedWMError, InvalidDataError
 from embodied_wm.observation import NS_PER_S
-from embodied_wm.viz.overlay import put_text, resize_nearest, text_size
+from embodied_wm.sensing.resize import resize_nearest
+from embodied_wm.viz.overlay import put_text, text_size
 
 _PATH = re.compile(r"^(?P<topic>/[^.\s]+)\.data\[(?P<index>\d+)\]$")
 TITLE_H = 22
@@ -35,9 +40,6 @@ class McapContent:
     """Every message of an MCAP decoded: images as RGB arrays, Float32MultiArray data as float lists."""
 
     def __init__(self, path: str | Path) -> None:
-        from mcap.reader import make_reader
-        from mcap_ros2.decoder import DecoderFactory
-
         self.images: dict[str, list[tuple[int, np.ndarray]]] = {}
         self.arrays: dict[str, list[tuple[int, list[float]]]] = {}
         self.types: dict[str, str] = {}
@@ -55,7 +57,7 @@ class McapContent:
         times = [t for seq in self.images.values() for t, _ in seq]
         times += [t for seq in self.arrays.values() for t, _ in seq]
         if not times:
-            raise ValueError(f"{path}: no Image or Float32MultiArray messages")
+            raise InvalidDataError(f"{path}: no Image or Float32MultiArray messages")
         self.start_ns = min(times)
         self.end_ns = max(times)
 
@@ -80,7 +82,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     enc = str(msg.encoding)
     ch = {"rgb8": 3, "bgr8": 3, "mono8": 1}.get(enc)
     if ch is None:
-        raise ValueError(f"image encoding {enc!r} not drawn by mcap_view")
+        raise InvalidDataError(f"image encoding {enc!r} not drawn by mcap_view")
     rows = buf[: h * step].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
     if enc == "mono8":
         return np.repeat(rows, 3, axis=2)
@@ -104,7 +106,7 @@ def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def _plot(cfg: dict[str, Any], content: McapContent, at_s: float, w: int, h: int) -> np.ndarray:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib takes ~1 s to import and only Plot panels need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -200,11 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         img = render(args.mcap, args.layout, args.at, (args.size[0], args.size[1]))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, KeyError, ValueError, EmbodiedWMError) as exc:
         print(f"mcap_view: error: {exc}", file=sys.stderr)
         return 1
-    import cv2
-
     if not cv2.imwrite(args.out, img[..., ::-1]):
         print(f"mcap_view: error: cannot write {args.out}", file=sys.stderr)
         return 1

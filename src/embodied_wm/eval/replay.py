@@ -15,6 +15,7 @@ Length (~600 lines): options, per-bag replay, worker processes and the summary o
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import multiprocessing as mp
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.errors import EmbodiedWMError
+from embodied_wm.eval.mcap_export import PredictionExport
 from embodied_wm.eval.metrics import MOVING_THRESHOLD, PSNR_CAP_DB
 from embodied_wm.eval.robustness import PERTURBATIONS, deltas, perturb
 from embodied_wm.eval.scoring import HorizonScorer, PendingPrediction, ScoredPrediction, StatsTable
@@ -418,8 +420,6 @@ def mcap_path(template: str, bag: str | Path, bag_index: int) -> Path:
 def _mcap_export(opts: EvalOptions, ref: ModelInfo, bag: Path, bag_index: int) -> Any:
     if not opts.mcap:
         return None
-    from embodied_wm.eval.mcap_export import PredictionExport
-
     meta = {
         "model_id": ref.model_id,
         "backend": ref.backend,
@@ -633,9 +633,7 @@ def _iso(stamp_ns: int | None) -> str | None:
     """UTC wall time of a stamp, ISO 8601 with milliseconds."""
     if stamp_ns is None:
         return None
-    import datetime as _dt
-
-    t = _dt.datetime.fromtimestamp(stamp_ns / NS_PER_S, tz=_dt.timezone.utc)
+    t = datetime.datetime.fromtimestamp(stamp_ns / NS_PER_S, tz=datetime.timezone.utc)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -1,5 +1,5 @@
-"""How people see the model's output: one overlay renderer and one contact-sheet layout (numpy + OpenCV
-only, so every layer can use it)."""
+"""How people see the model's output: one overlay renderer and one contact-sheet layout (numpy, OpenCV
+and sensing.resize only, so every layer above sensing can use it)."""
 
 from embodied_wm.viz.overlay import (
     abs_error,

@@ -1,8 +1,8 @@
 """Colour maps, probability overlays, ground-truth contours, error maps and colour bars.
 
 One renderer for every place a person looks at the model's output: make demo's report, the eval report,
-the eval MCAP and perception_node's ``~/preview/affordance``. It depends on numpy and OpenCV only, so
-every layer above can use it.
+the eval MCAP and perception_node's ``~/preview/affordance``. It depends on numpy, OpenCV and
+sensing.resize only, so every layer above sensing can use it.
 
 Readability rules (why the code is as it is):
 - perceptually ordered colour maps (turbo for probabilities, inferno for errors: different on purpose),
@@ -22,6 +22,9 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from embodied_wm.errors import ConfigError, InvalidDataError
+from embodied_wm.sensing.resize import resize_nearest
 
 #: Colour map of probabilities (affordances). Turbo rather than viridis: viridis ends in yellow, which
 #: vanishes on light (e.g. wooden or beige) tables; turbo's top is a saturated red.
@@ -52,7 +55,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 def lut(name: str = PROBABILITY_CMAP) -> np.ndarray:
     """The 256 x 3 uint8 RGB table of colour map ``name`` (OpenCV's tables of the matplotlib maps)."""
     if name not in _CV_MAPS:
-        raise ValueError(f"unknown colour map {name!r}; choose from {', '.join(COLORMAPS)}")
+        raise ConfigError(f"unknown colour map {name!r}; choose from {', '.join(COLORMAPS)}")
     ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
     bgr = cv2.applyColorMap(ramp, _CV_MAPS[name]).reshape(256, 3)
     table = np.ascontiguousarray(bgr[:, ::-1])
@@ -70,20 +73,10 @@ def colorize(values: np.ndarray, cmap: str = PROBABILITY_CMAP) -> np.ndarray:
     return np.asarray(lut(cmap)[_index(values)])
 
 
-def resize_nearest(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of H x W (x C) to any size (pixel centres sampled)."""
-    h, w = img.shape[:2]
-    if (h, w) == (height, width):
-        return img
-    rows = np.minimum((np.arange(height) + 0.5) * h / height, h - 1).astype(np.intp)
-    cols = np.minimum((np.arange(width) + 0.5) * w / width, w - 1).astype(np.intp)
-    return np.asarray(img[rows][:, cols])
-
-
 def upscale(img: np.ndarray, factor: int) -> np.ndarray:
     """Integer nearest-neighbour upscaling: each pixel becomes a ``factor`` x ``factor`` block."""
     if factor < 1:
-        raise ValueError(f"upscale factor must be >= 1, got {factor}")
+        raise InvalidDataError(f"upscale factor must be >= 1, got {factor}")
     if factor == 1:
         return np.ascontiguousarray(img)
     return np.ascontiguousarray(np.repeat(np.repeat(img, factor, axis=0), factor, axis=1))
@@ -268,7 +261,6 @@ __all__ = [
     "probability_map",
     "probability_overlay",
     "put_text",
-    "resize_nearest",
     "text_size",
     "upscale",
 ]

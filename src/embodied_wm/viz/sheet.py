@@ -17,8 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from embodied_wm.errors import InvalidDataError
+from embodied_wm.sensing.resize import resize_nearest
 from embodied_wm.viz.overlay import (
     display_scale,
     error_bar,
@@ -27,7 +30,6 @@ from embodied_wm.viz.overlay import (
     probability_map,
     probability_overlay,
     put_text,
-    resize_nearest,
     text_size,
     upscale,
 )
@@ -59,8 +61,6 @@ def _empty(h: int, w: int) -> np.ndarray:
 
 def _missing(h: int, w: int) -> np.ndarray:
     """A frame that did not exist (no camera frame at that time): grey with a cross."""
-    import cv2
-
     out = np.full((h, w, 3), 200, np.uint8)
     cv2.line(out, (0, 0), (w - 1, h - 1), (150, 150, 150), 1)
     cv2.line(out, (w - 1, 0), (0, h - 1), (150, 150, 150), 1)
@@ -135,7 +135,7 @@ def comparison_sheet(
     Frames are shown at the prediction resolution, upscaled ``scale`` times (default: to >= 128 px).
     """
     if not predictions:
-        raise ValueError("comparison_sheet needs at least one method's predictions")
+        raise InvalidDataError("comparison_sheet needs at least one method's predictions")
     first = next(iter(predictions.values()))
     k, h, w = int(first.shape[0]), int(first.shape[1]), int(first.shape[2])
     s = scale or display_scale(h)
