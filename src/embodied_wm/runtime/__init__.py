@@ -8,7 +8,8 @@
   baselines.py            CopyLastBackend, LinearBackend (optical-flow extrapolation)
   torch_backend.py        PyTorch (CPU/CUDA, fp16 autocast, optional torch.compile)
   onnxruntime_backend.py  ONNX Runtime (TensorRT/CUDA/CPU execution providers)
-  tensorrt_backend.py     TensorRT >= 10 / TensorRT-RTX engines on torch CUDA tensors (unverified here)
+  tensorrt_backend.py     TensorRT 10/11, TensorRT-RTX engines on torch CUDA tensors (unverified here)
+  onnx_precision.py       fp16 and Q/DQ int8 graphs for strongly typed TensorRT (>= 11, RTX)
   onnx_export.py          export_onnx / ensure_onnx: encoder.onnx + rollout.onnx + export.json, parity-checked
   engine_cache.py         engine_cache_key and the on-disk engine cache
   bench.py, cli.py        `embodied-wm bench | export | build-engine`

@@ -11,7 +11,9 @@ Layout under the cache root (default ``~/.cache/embodied_wm/engines``)::
     <root>/<model_id>/<key>/encoder.engine        serialized engine
     <root>/<model_id>/<key>/encoder.engine.json   metadata: key, the keyed inputs, size, sha256, build info
     <root>/<model_id>/<key>/rollout.engine(.json)
-    <root>/<model_id>/<key>/<name>.calibration.cache  INT8 calibration table (int8 only)
+    <root>/<model_id>/<key>/<name>.calibration.cache  INT8 calibration table (TensorRT 10 int8)
+    <root>/<model_id>/<key>/<name>.<precision>.onnx   fp16 / Q/DQ graph a strongly typed build (TensorRT
+                                                      >= 11, TensorRT-RTX) was made from
     <root>/timing/<trt_version>-<gpu>-sm<cc>.cache   builder timing cache, shared by all models
 
 Everything here is pure Python (no TensorRT import), so it is tested on machines without a GPU.
@@ -133,6 +135,11 @@ class EngineCache:
     def calibration_path(self, model_id: str, key: str, name: str) -> Path:
         """INT8 calibration table of engine ``name`` (reused when the same engine is rebuilt)."""
         return self.entry_dir(model_id, key) / f"{name}.calibration.cache"
+
+    def precision_onnx_path(self, model_id: str, key: str, name: str, precision: str) -> Path:
+        """The reduced-precision graph (fp16, or int8 with Q/DQ nodes) a strongly typed engine is built
+        from; keyed like the engine, so it is reused exactly when the engine would be."""
+        return self.entry_dir(model_id, key) / f"{name}.{_slug(precision)}.onnx"
 
     def timing_cache_path(self, trt_version: str, gpu_name: str, compute_capability: str) -> Path:
         return (

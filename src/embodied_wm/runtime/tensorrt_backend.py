@@ -12,22 +12,21 @@ Execution uses CUDA memory owned by PyTorch: every engine input/output is a torc
 ``torch.cuda.CUDAGraph`` and replayed, which removes the per-launch CPU overhead that dominates small
 batches on Jetson.
 
-Precision: fp16 by default (``BuilderFlag.FP16``), fp32, or int8 with an entropy calibrator fed from a
-rosbag (``calib_bag``) through the same decode path as the live node, with a calibration cache file.
+Precision: fp16 by default, fp32, or int8 calibrated on a rosbag (``calib_bag``) decoded through the
+same path as the live node. How depends on the API generation (``strongly_typed_only``):
+  * TensorRT 10.x (JetPack 6.1+, desktop): weak typing. fp16 sets ``BuilderFlag.FP16``; int8 sets
+    ``BuilderFlag.INT8`` with an ``IInt8EntropyCalibrator2`` and a calibration cache file (implicit
+    quantization: deprecated since 10.1, still there in 10.16).
+  * TensorRT 11.x and TensorRT-RTX (``import tensorrt_rtx``): strongly typed only. Those flags and the
+    calibrators are gone and an engine has the precision of its ONNX graph, so fp16 builds from a
+    mixed-precision fp16 copy of the graph and int8 from a Q/DQ copy whose scales come from the same
+    calibration batches (explicit quantization; ``onnx_precision``), both made with ONNX Runtime's
+    tooling and cached beside the engines. TensorRT-RTX also has no builder timing cache.
+  * TensorRT 8.x (JetPack 5, JetPack 6.0): refused; its network and tensor APIs differ.
 
-API generations, and what this module does about them (none of it verified here: there is no TensorRT or
-GPU on the development machines, see docs/jetson.md):
-  * TensorRT 8.x (JetPack 5, JetPack 6.0): refused. 8.x networks need the EXPLICIT_BATCH flag and the
-    named-tensor API is incomplete before 8.5; we target one API generation and do not test others.
-  * TensorRT 10.x (JetPack 6.1+, desktop): the target. Implicit INT8 calibration is deprecated since 10.1
-    but still works.
-  * TensorRT 11.x: weak typing is gone (no ``BuilderFlag.FP16/INT8``, no calibrators); networks are
-    strongly typed, precision comes from the ONNX types. We build strongly typed fp32 there and refuse
-    fp16/int8 with a clear message (an fp16 ONNX export would be needed).
-  * TensorRT-RTX (``import tensorrt_rtx``): same builder/runtime classes, but strongly typed only (no
-    FP16/INT8 builder flags, no INT8 calibration), no builder timing cache (kernels are specialised
-    just-in-time on the device; it has a runtime cache instead) and engines are portable across RTX GPUs.
-    Treated like TensorRT 11 here: fp32 engines only.
+What is verified without TensorRT (test_runtime_tensorrt_api.py): every TensorRT name this module uses,
+read from the real Python bindings of 10.3, 10.16, 11.0 and 11.4, exists in each with a fitting
+signature, on the paths each version can reach. That engines build and run is not verified.
 
 Length (~640 lines): the engine build (with INT8 calibration), the engine cache round trip and the
 execution path of one backend belong together; split when the TensorRT work settles.
@@ -56,6 +55,7 @@ from embodied_wm.runtime.engine_cache import EngineCache, engine_cache_key, engi
 from embodied_wm.runtime.learned import LearnedBackend, read_config
 from embodied_wm.runtime.onnx_export import CANDIDATE_PROFILE, ensure_onnx, load_manifest
 from embodied_wm.runtime.torch_backend import torch_outputs_to_numpy
+from embodied_wm.runtime.onnx_precision import converter_identity, ort_parity, reduced_precision_onnx
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,13 @@ def cuda_device_info(torch: Any, device: str = "cuda") -> tuple[str, tuple[int, 
 
 
 def strongly_typed_only(trt: Any, flavour: str) -> bool:
-    """True where the builder has no weak-typing precision flags (TensorRT-RTX, TensorRT >= 11)."""
-    return flavour == "tensorrt_rtx" or not hasattr(trt.BuilderFlag, "FP16")
+    """True where the builder has no weak-typing precision flags or INT8 calibrators (TensorRT-RTX,
+    TensorRT >= 11): precision must then come from the ONNX graph."""
+    return (
+        flavour == "tensorrt_rtx"
+        or not hasattr(trt.BuilderFlag, "FP16")
+        or not hasattr(trt, "IInt8EntropyCalibrator2")
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -209,7 +214,9 @@ def build_serialized_engine(
     calibrator: Any = None,
 ) -> bytes:
     """Parse ``onnx_path`` and build one serialized engine. ``profile_shapes`` gives (min, opt, max) for
-    every input with a dynamic dimension."""
+    every input with a dynamic dimension. Strongly typed builds take ``precision`` from the graph
+    (``onnx_path`` is then the fp16 or Q/DQ graph); weakly typed ones set builder flags and, for int8,
+    ``calibrator``."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     strong = strongly_typed_only(trt, flavour)
@@ -223,9 +230,11 @@ def build_serialized_engine(
         raise EngineBuildError(f"TensorRT ONNX parser rejected {onnx_path}: {errors or 'no details'}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
-    if precision in ("fp16", "int8"):
+    if not strong and precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # int8 engines fall back to fp16 (not fp32) where int8 can't go
-    if precision == "int8":
+    if not strong and precision == "int8":
+        if calibrator is None:
+            raise EngineBuildError("TensorRT 10 int8 needs a calibrator")
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
     dynamic = {
@@ -242,7 +251,7 @@ def build_serialized_engine(
             lo, opt, hi = profile_shapes[name]
             profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
-        if precision == "int8":
+        if not strong and precision == "int8":
             # Calibration runs at one shape: batches are N=1.
             calib = builder.create_optimization_profile()
             for name in dynamic:
@@ -312,12 +321,7 @@ def ensure_engines(
     torch = _cuda_torch()
     if precision not in ("fp16", "fp32", "int8"):
         raise ConfigError(f"precision must be fp16, fp32 or int8, got {precision!r}")
-    if strongly_typed_only(trt, flavour) and precision != "fp32":
-        raise BackendUnavailableError(
-            f"TensorRT: {flavour} {trt.__version__} builds strongly typed networks only (no FP16/INT8 "
-            f"builder flags, no INT8 calibration); precision {precision!r} would need a reduced-precision "
-            "ONNX export. Use precision='fp32'."
-        )
+    strong = strongly_typed_only(trt, flavour)
     if precision == "int8" and calib_bag is None:
         raise BackendError("TensorRT int8 needs calibration data: pass calib_bag (--calib-bag BAG)")
     manifest = load_manifest(export_dir)
@@ -329,7 +333,10 @@ def ensure_engines(
         "flavour": flavour,
         "opset": manifest.get("opset"),
         "onnx_sha256": {g: manifest["graphs"][g]["sha256"] for g in ("encoder", "rollout")},
+        "typing": "strong" if strong else "weak",
     }
+    if strong and precision != "fp32":
+        extra["onnx_precision"] = converter_identity(precision)
     if precision == "int8" and calib_bag is not None:
         st = Path(calib_bag).stat()
         extra["calibration"] = {
@@ -364,13 +371,25 @@ def ensure_engines(
         log.info("building TensorRT %s engine (%s, %s on %s): %s", graph, precision, flavour, gpu, reason)
         t0 = time.perf_counter()
         calibrator = None
-        if precision == "int8":
-            if calib is None:
-                calib = calibration_batches(calib_bag, export_dir, cfg)  # type: ignore[arg-type]
+        fp32_path = onnx_path = export_dir / manifest["graphs"][graph]["file"]
+        parity: dict[str, dict[str, float]] = {}
+        if precision == "int8" and calib is None:
+            calib = calibration_batches(calib_bag, export_dir, cfg)  # type: ignore[arg-type]
+        if strong and precision != "fp32":
+            # Strong typing (TensorRT >= 11, RTX): the precision is in the graph (explicit quantization
+            # for int8), made once per cache key and kept beside the engine.
+            dst = cache.precision_onnx_path(model_id, key, graph, precision)
+            if force:
+                dst.unlink(missing_ok=True)
+            onnx_path = reduced_precision_onnx(onnx_path, dst, precision, calib[graph] if calib else None)
+            if calib:  # what quantization costs, in ONNX Runtime on the CPU (the engine may differ)
+                parity = ort_parity(fp32_path, onnx_path, calib[graph][:8])
+                log.info("%s %s graph vs fp32 (ONNX Runtime): %s", graph, precision, parity)
+        if not strong and precision == "int8":  # TensorRT 10: implicit quantization with a calibrator
             calibrator = make_calibrator(
                 trt,
                 torch,
-                calib[graph],
+                calib[graph],  # type: ignore[index]
                 cache.calibration_path(model_id, key, graph),
                 device,
             )
@@ -382,7 +401,7 @@ def ensure_engines(
         data = build_serialized_engine(
             trt,
             flavour,
-            export_dir / manifest["graphs"][graph]["file"],
+            onnx_path,
             precision,
             dyn_profile,  # type: ignore[arg-type]
             timing_path,
@@ -399,6 +418,8 @@ def ensure_engines(
             info={
                 "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "build_s": time.perf_counter() - t0,
+                "onnx": onnx_path.name,
+                "onnx_parity_vs_fp32": parity,
             },
         )
         engine = runtime.deserialize_cuda_engine(data)
