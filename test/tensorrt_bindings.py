@@ -110,6 +110,10 @@ class BindingsUnavailableError(Exception):
     """The wheel or the means to read it cannot be had here (the reason is the message)."""
 
 
+#: Set after a failed download, so an offline machine pays pip's network timeout once, not per version.
+_download_failure: str | None = None
+
+
 def cache_root() -> Path:
     base = os.environ.get("EMBODIED_WM_CACHE_DIR") or str(Path.home() / ".cache" / "embodied_wm")
     return Path(base) / "tensorrt-bindings"
@@ -121,12 +125,16 @@ def _wheel_for(version: str, root: Path) -> Path:
     found = [w for w in sorted(root.glob(pattern)) if f"-{tag}-" in w.name]
     if found:
         return found[0]
+    global _download_failure
+    if _download_failure is not None:
+        raise BindingsUnavailableError(f"{_download_failure} (not retried for {version})")
     if platform.system() != "Linux":
         raise BindingsUnavailableError(
             f"tensorrt-cu12-bindings wheels are Linux only (this is {platform.system()})"
         )
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    cmd += ["--disable-pip-version-check", "-q", "-d", str(root), f"tensorrt-cu12-bindings=={version}"]
+    cmd += ["--disable-pip-version-check", "--timeout", "20", "--retries", "1", "-q", "-d", str(root)]
+    cmd.append(f"tensorrt-cu12-bindings=={version}")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -137,7 +145,8 @@ def _wheel_for(version: str, root: Path) -> Path:
             ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "is ignored" not in ln
         ]
         why = lines[-1] if lines else f"exit {proc.returncode}"
-        raise BindingsUnavailableError(f"pip download tensorrt-cu12-bindings=={version} failed: {why}")
+        _download_failure = f"pip download tensorrt-cu12-bindings=={version} failed: {why}"
+        raise BindingsUnavailableError(_download_failure)
     return found[0]
 
 
