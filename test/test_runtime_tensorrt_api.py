@@ -76,6 +76,34 @@ def test_version_checks_select_what_each_release_has() -> None:
     assert ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED") in uses_new
 
 
+# Small edits to the real backend, each in a different part of it (the engine runner reached through
+# TensorRTBackend -> EngineSet -> _Runner, the ONNX parser, the calibrator subclass, the 10.x-only
+# branch): the walk of the edited source must report each one.
+MUTATIONS = [
+    ("ctx.execute_async_v3(", "ctx.execute_async_v2(", "IExecutionContext.execute_async_v2 does not exist"),
+    ("engine.get_tensor_dtype(name)", "engine.get_tensor_dtype(name, 0)", "get_tensor_dtype(...) fits no"),
+    ("trt.TensorIOMode.INPUT", "trt.TensorIOMode.INPUTS", "TensorIOMode.INPUTS does not exist"),
+    ("range(parser.num_errors)", "range(parser.num_error)", "OnnxParser.num_error does not exist"),
+    ("def get_batch_size(self)", "def get_batch_sizes(self)", "get_batch_sizes does not exist to override"),
+    (
+        'if not strong and precision == "int8":  # TensorRT 10',
+        'if precision == "int8":  # TensorRT 10',
+        "11.4.0.106: tensorrt.IInt8EntropyCalibrator2 does not exist",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), MUTATIONS, ids=[m[1] for m in MUTATIONS])
+def test_walk_catches_edits_to_the_real_backend(old: str, new: str, expected: str) -> None:
+    api = api_for("11.4.0.106" if "11.4" in expected else "10.16.1.11")
+    modules = sorted({*walk.modules_using(SRC, BACKEND), "embodied_wm.runtime.engine_cache"})
+    sources = walk.package_sources(SRC, modules)
+    assert sources[BACKEND].count(old) == 1, f"the backend no longer contains {old!r}: update MUTATIONS"
+    sources[BACKEND] = sources[BACKEND].replace(old, new)
+    problems = sorted(map(str, walk.walk(api, sources).problems))
+    assert any(expected in p for p in problems), problems
+
+
 # ---------------------------------------------------------------------------------------------------
 # The walk itself: it must catch what it claims to catch.
 # ---------------------------------------------------------------------------------------------------
