@@ -20,6 +20,9 @@ CPU:
 What runs here: the transformations, the rule check, and ONNX Runtime on the results (parity against
 fp32 is measured). Whether TensorRT's parser accepts the result and what the engines' accuracy and
 speed are is not verified without TensorRT (see docs/jetson.md).
+
+onnx and onnxruntime are imported inside the functions: the TensorRT backend imports this module, and
+only a strongly typed fp16/int8 build needs them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from embodied_wm.errors import ConfigError, InvalidDataError
+
 log = logging.getLogger(__name__)
 
 #: Layers whose inputs get Q/DQ nodes (TensorRT runs these in int8; the rest stays in float).
@@ -43,6 +48,7 @@ FP32_OP_TYPES = ("LayerNormalization", "InstanceNormalization", "ReduceMean", "R
 def converter_identity(precision: str) -> dict[str, Any]:
     """What produced a reduced-precision graph (part of the engine cache key: another ONNX Runtime
     version may place nodes or compute scales differently)."""
+    # lazy: see the module docstring
     import onnxruntime as ort
 
     if precision == "fp16":
@@ -55,10 +61,11 @@ def converter_identity(precision: str) -> dict[str, Any]:
             "symmetric": True,
             "per_channel": True,
         }
-    raise ValueError(f"no reduced-precision ONNX for precision {precision!r}")
+    raise ConfigError(f"no reduced-precision ONNX for precision {precision!r}")
 
 
 def _atomic_save(model: Any, dst: Path) -> None:
+    # lazy: see the module docstring
     import onnx
 
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +76,7 @@ def _atomic_save(model: Any, dst: Path) -> None:
 
 def fp16_onnx(src: Path, dst: Path) -> Path:
     """``src`` (fp32) as a mixed-precision fp16 graph at ``dst`` (see the module docstring)."""
+    # lazy: see the module docstring
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
@@ -95,6 +103,7 @@ def _without_weight_identities(src: Path) -> Any:
     """``src`` with ``Identity(initializer)`` nodes (the exporter's way of sharing a weight between the
     unrolled steps) replaced by the initializer itself, so each weight gets one Q/DQ per reader instead
     of being quantized, dequantized, passed through Identity and quantized again."""
+    # lazy: see the module docstring
     import onnx
 
     model = onnx.load(str(src))
@@ -119,10 +128,11 @@ def _without_weight_identities(src: Path) -> Any:
 
 def int8_qdq_onnx(src: Path, dst: Path, batches: Sequence[dict[str, np.ndarray]]) -> Path:
     """``src`` (fp32) with Q/DQ nodes whose scales come from ``batches`` (feeds of ``src``) at ``dst``."""
+    # lazy: see the module docstring
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if not batches:
-        raise ValueError("int8 quantization needs at least one calibration batch")
+        raise InvalidDataError("int8 quantization needs at least one calibration batch")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     quantize_static(  # its calibration copy of the model goes to a temporary directory of its own
@@ -146,13 +156,14 @@ def int8_qdq_onnx(src: Path, dst: Path, batches: Sequence[dict[str, np.ndarray]]
     os.replace(tmp, dst)
     problems = tensorrt_qdq_problems(dst)
     if problems:
-        raise ValueError(f"{dst.name}: Q/DQ graph breaks TensorRT's rules: {'; '.join(problems[:5])}")
+        raise InvalidDataError(f"{dst.name}: Q/DQ graph breaks TensorRT's rules: {'; '.join(problems[:5])}")
     return dst
 
 
 def tensorrt_qdq_problems(path: Path) -> list[str]:
     """Where a Q/DQ graph breaks TensorRT's explicit-quantization rules: int8 only, zero points all 0,
     scales positive, finite constants. Empty when it follows them (or has no Q/DQ nodes)."""
+    # lazy: see the module docstring
     import onnx
     from onnx import numpy_helper
 
@@ -198,6 +209,7 @@ def ort_parity(
 ) -> dict[str, dict[str, float]]:
     """Per output, the largest and the mean |candidate - reference| over ``feeds``, both graphs run by
     ONNX Runtime on the CPU."""
+    # lazy: see the module docstring
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -230,6 +242,6 @@ def reduced_precision_onnx(
         return fp16_onnx(src, dst)
     if precision == "int8":
         if batches is None:
-            raise ValueError("int8 needs calibration batches")
+            raise ConfigError("int8 needs calibration batches")
         return int8_qdq_onnx(src, dst, batches)
-    raise ValueError(f"precision must be fp16, fp32 or int8, got {precision!r}")
+    raise ConfigError(f"precision must be fp16, fp32 or int8, got {precision!r}")

@@ -54,8 +54,8 @@ from embodied_wm.runtime.base import BackendError, BackendUnavailableError
 from embodied_wm.runtime.engine_cache import EngineCache, engine_cache_key, engine_key_inputs
 from embodied_wm.runtime.learned import LearnedBackend, read_config
 from embodied_wm.runtime.onnx_export import CANDIDATE_PROFILE, ensure_onnx, load_manifest
-from embodied_wm.runtime.torch_backend import torch_outputs_to_numpy
 from embodied_wm.runtime.onnx_precision import converter_identity, ort_parity, reduced_precision_onnx
+from embodied_wm.runtime.torch_backend import torch_outputs_to_numpy
 
 log = logging.getLogger(__name__)
 
