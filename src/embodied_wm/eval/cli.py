@@ -84,6 +84,12 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="NAME",
         help="subset of perturbations for --robustness",
     )
+    p.add_argument(
+        "--ablate",
+        action="store_true",
+        help="with --robustness: also run the model with audio, touch and both masked under clean, "
+        "occluded, dark, dropped and motion_blur; writes OUT/ablation.json and prints the table",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the robustness perturbations")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="camera frames per bag at most")
     p.add_argument("--samples", type=int, default=3, metavar="N", help="contact sheets per bag")
@@ -145,6 +151,10 @@ def _options(args: argparse.Namespace) -> Any:
         )
     if perts and not args.robustness:
         raise EvalError("--perturbations needs --robustness")
+    if args.ablate and not args.robustness:
+        raise EvalError("--ablate needs --robustness")
+    if args.ablate and args.model is None:
+        raise EvalError("--ablate needs --model (the baselines use neither audio nor touch)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise EvalError(f"--out {out}: exists and is not a directory")
@@ -163,6 +173,7 @@ def _options(args: argparse.Namespace) -> Any:
         max_frames=args.max_frames,
         robustness=args.robustness,
         perturbations=perts,
+        ablate=args.ablate,
         seed=args.seed,
         samples_per_bag=args.samples,
         image_size=(args.size[0], args.size[1]),
@@ -206,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
         pass
     summary = replay.build_summary(results, ref, opts, wall_s=wall)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    if "ablation" in summary:
+        (out / "ablation.json").write_text(json.dumps(summary["ablation"], indent=2, allow_nan=False))
     for st in summary["stopped"]:
         print(f"{PROG}: warning: {st['bag']}: bag is damaged, evaluated up to {st['at']}", file=sys.stderr)
     if summary["frames"] == 0:
@@ -217,7 +230,31 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         write_report(out, summary, results, ref)
     _print_summary(summary, n_records, wall, out, not args.no_report)
+    if "ablation" in summary:
+        print(format_ablation(summary["ablation"]))
+        print(f"wrote {out / 'ablation.json'}")
     return 0
+
+
+def format_ablation(ab: dict[str, Any]) -> str:
+    """The ablation as a text table: one row per condition, one column group per mask."""
+    masks = list(ab["masks"])
+    lines = [
+        "modality ablation (model): contact AUROC / moving PSNR dB / moving PSNR after contact dB",
+        f"  {'condition':12s} " + " ".join(f"{m:>24s}" for m in masks),
+    ]
+
+    def f(v: float | None, nd: int) -> str:
+        return "n/a" if v is None else f"{v:.{nd}f}"
+
+    for cond, row in ab["conditions"].items():
+        cells = [
+            f"{f(row[m]['contact_auroc'], 3)} / {f(row[m]['psnr_moving_mean'], 2)} / "
+            f"{f(row[m]['psnr_moving_after_contact'], 2)}"
+            for m in masks
+        ]
+        lines.append(f"  {cond:12s} " + " ".join(f"{c:>24s}" for c in cells))
+    return "\n".join(lines)
 
 
 def _mean(vals: Sequence[float | None]) -> float | None:

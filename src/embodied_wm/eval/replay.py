@@ -32,7 +32,16 @@ import numpy as np
 from embodied_wm.errors import EmbodiedWMError
 from embodied_wm.eval.mcap_export import PredictionExport
 from embodied_wm.eval.metrics import MOVING_THRESHOLD, PSNR_CAP_DB
-from embodied_wm.eval.robustness import PERTURBATIONS, deltas, perturb
+from embodied_wm.eval.robustness import (
+    ABLATION_CONDITIONS,
+    ABLATION_MASKS,
+    COMPOSITE_SEP,
+    PERTURBATIONS,
+    ablation_condition,
+    deltas,
+    describe,
+    perturb,
+)
 from embodied_wm.eval.scoring import HorizonScorer, PendingPrediction, ScoredPrediction, StatsTable
 from embodied_wm.io.bag import (
     GROUND_TRUTH_PREFIX,
@@ -53,6 +62,12 @@ from embodied_wm.runtime.select import create_backend
 log = logging.getLogger(__name__)
 
 BASELINES: tuple[str, ...] = ("copy_last", "linear")
+#: Stats of predictions made within AFTER_CONTACT_S of a touch (clean tactile reading above
+#: CONTACT_THRESHOLD) are also kept under "<condition>@after_contact": what happens after a push (how far
+#: an object slides) is where hidden physics shows.
+AFTER_CONTACT = "@after_contact"
+AFTER_CONTACT_S = 1.0
+CONTACT_THRESHOLD = 0.02
 AFFORDANCE_TYPE = "embodied_wm/msg/AffordanceMap"
 
 
@@ -72,6 +87,8 @@ class EvalOptions:
     #: Perturbations to run with ``robustness`` (default: all of robustness.PERTURBATIONS).
     perturbations: Sequence[str] = ()
     seed: int = 0
+    #: Modality ablation: every ABLATION_CONDITIONS entry with audio, touch and both masked (model only).
+    ablate: bool = False
     #: Predictions per bag kept (all methods, clean) for the report's contact sheets.
     samples_per_bag: int = 3
     #: Baseline geometry when no model is given.
@@ -88,7 +105,21 @@ class EvalOptions:
     def conditions(self) -> list[str]:
         if not self.robustness:
             return ["clean"]
-        return ["clean", *(self.perturbations or list(PERTURBATIONS))]
+        out = ["clean", *(self.perturbations or list(PERTURBATIONS))]
+        if self.ablate:
+            for cond in ABLATION_CONDITIONS:
+                for mask in ABLATION_MASKS:
+                    name = ablation_condition(cond, mask)
+                    if name not in out:
+                        out.append(name)
+        return out
+
+    def methods_for(self, condition: str, methods: Sequence[str]) -> list[str]:
+        """Methods run under ``condition``: the baselines use neither audio nor touch, so the masked
+        ablation conditions run the model only."""
+        if COMPOSITE_SEP in condition:
+            return [m for m in methods if m == "model"]
+        return list(methods)
 
 
 @dataclass
@@ -271,7 +302,7 @@ def evaluate_bag(
     # One Pipeline per (condition, method): each holds its own backend state (previous frames, latent).
     pipes: dict[tuple[str, str], Any] = {}
     for cond in conditions:
-        for method in ref.methods:
+        for method in opts.methods_for(cond, ref.methods):
             pipes[(cond, method)] = Pipeline(create_method_backend(method, opts, ref))
     # The feeder builds the Observations every method gets (decode + Aligner run once per message).
     feeder = pipes[("clean", ref.methods[0])]
@@ -288,6 +319,7 @@ def evaluate_bag(
     frames = 0
     records = 0
     last_stamp: int | None = None
+    last_contact: int | None = None
     bag_name = str(bag)
     Path(records_path).parent.mkdir(parents=True, exist_ok=True)
     camera_span: list[int] = []  # first stamp, last stamp, frame count
@@ -299,6 +331,8 @@ def evaluate_bag(
             nonlocal records
             for s in scored:
                 stats.add(s)
+                if s.pending.tags.get("after_contact"):
+                    stats.get(s.pending.condition + AFTER_CONTACT, s.pending.method).add(s, latency=False)
                 out.write(json.dumps(s.record(), allow_nan=False) + "\n")
                 records += 1
                 if s.pending.condition == "clean" and s.pending.stamp_ns in sample_stamps:
@@ -309,13 +343,18 @@ def evaluate_bag(
         def handle_obs(obs: Observation) -> bool:
             """Predict from one observation with every method. Returns False when the read can stop:
             max_frames predictions made and every one of them has its targets."""
-            nonlocal frames, last_stamp
+            nonlocal frames, last_stamp, last_contact
             if obs.image is None:
                 return True  # no camera frame in it: nothing to predict or score
             if not camera_span:
                 camera_span.extend([obs.stamp_ns, obs.stamp_ns, 0])
             camera_span[1] = max(camera_span[1], obs.stamp_ns)
             camera_span[2] += 1
+            if obs.tactile is not None and float(np.max(np.abs(obs.tactile))) > CONTACT_THRESHOLD:
+                last_contact = obs.stamp_ns
+            after_contact = last_contact is not None and 0 <= obs.stamp_ns - last_contact <= round(
+                AFTER_CONTACT_S * NS_PER_S
+            )
             if last_stamp is not None and obs.stamp_ns <= last_stamp:
                 # Time went backwards (bag loop, simulator reset): score what is pending against the old
                 # timeline, forget its frames, and reset the methods' histories. (The feeder's Pipeline
@@ -347,7 +386,7 @@ def evaluate_bag(
                 seen = perturb(obs, cond, opts.seed)
                 if seen is None:
                     continue  # dropped frame: no prediction from it
-                for method in ref.methods:
+                for method in opts.methods_for(cond, ref.methods):
                     pipe = pipes[(cond, method)]
                     pred: Prediction = pipe.predict(seen)
                     if export is not None and cond == "clean":
@@ -368,7 +407,7 @@ def evaluate_bag(
                             affordance=np.asarray(pred.affordance) if pred.affordance.size else None,
                             affordance_channels=tuple(pred.affordance_channels),
                             timings_ms=_with_total(pred.timings_ms),
-                            tags={"bag": bag_name},
+                            tags={"bag": bag_name, "after_contact": after_contact},
                         )
                     )
             handle_scored(scorer.poll())
@@ -611,11 +650,11 @@ def build_summary(
         rob: dict[str, Any] = {"seed": opts.seed, "conditions": {}}
         for cond in opts.conditions[1:]:
             entry: dict[str, Any] = {
-                "description": PERTURBATIONS[cond].description,
+                "description": describe(cond),
                 "delta": {},
                 "absolute": {},
             }
-            for m in ref.methods:
+            for m in opts.methods_for(cond, ref.methods):
                 pert = table.get(cond, m).summary()
                 entry["delta"][m] = deltas(methods[m], pert)
                 entry["absolute"][m] = {k: pert.get(k) for k in ("psnr", "psnr_moving", "ssim")}
@@ -626,6 +665,8 @@ def build_summary(
                     }
             rob["conditions"][cond] = entry
         summary["robustness"] = rob
+    if opts.robustness and opts.ablate:
+        summary["ablation"] = build_ablation(table, opts)
     return summary
 
 
@@ -635,6 +676,39 @@ def _iso(stamp_ns: int | None) -> str | None:
         return None
     t = datetime.datetime.fromtimestamp(stamp_ns / NS_PER_S, tz=datetime.timezone.utc)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_ablation(table: StatsTable, opts: EvalOptions) -> dict[str, Any]:
+    """ablation.json: per condition and mask, the model's contact AUROC, moving-region PSNR (mean over
+    the horizon) and the same PSNR over predictions made within AFTER_CONTACT_S of a touch."""
+
+    def mean(vals: Sequence[float | None] | None) -> float | None:
+        good = [float(v) for v in vals or [] if v is not None]
+        return round(sum(good) / len(good), 4) if good else None
+
+    conds: dict[str, Any] = {}
+    for cond in ABLATION_CONDITIONS:
+        row: dict[str, Any] = {}
+        for mask in ABLATION_MASKS:
+            name = ablation_condition(cond, mask)
+            st = table.get(name, "model").summary()
+            after = table.get(name + AFTER_CONTACT, "model").summary()
+            aff = (st.get("affordance") or {}).get("contact") or {}
+            row[mask] = {
+                "contact_auroc": aff.get("auroc"),
+                "psnr_moving_mean": mean(st.get("psnr_moving")),
+                "psnr_moving_after_contact": mean(after.get("psnr_moving")),
+                "predictions": st.get("predictions"),
+                "predictions_after_contact": after.get("predictions"),
+            }
+        conds[cond] = row
+    return {
+        "seed": opts.seed,
+        "masks": {m: list(v) for m, v in ABLATION_MASKS.items()},
+        "descriptions": {c: describe(c) or "no perturbation" for c in ABLATION_CONDITIONS},
+        "after_contact_s": AFTER_CONTACT_S,
+        "conditions": conds,
+    }
 
 
 def merge_records(results: Sequence[BagResult], out_path: str | Path) -> int:

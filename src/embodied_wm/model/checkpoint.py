@@ -26,6 +26,9 @@ from embodied_wm.model.world_model import WorldModel
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
+#: Modules added after checkpoints were first shipped whose fresh initialisation is an exact no-op (a
+#: zero last layer on a residual branch): a checkpoint without them loads and predicts as it did.
+OPTIONAL_PREFIXES: tuple[str, ...] = ("encoder.audio_feat.", "encoder.tactile_feat.")
 
 
 class CheckpointError(EmbodiedWMError, RuntimeError):
@@ -136,7 +139,7 @@ def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu") -
         raise CheckpointError(f"{wpath}: corrupt safetensors file: {exc}") from exc
     model = WorldModel(cfg)
     want = model.state_dict()
-    missing = sorted(set(want) - set(tensors))
+    missing = sorted(k for k in set(want) - set(tensors) if not k.startswith(OPTIONAL_PREFIXES))
     unexpected = sorted(set(tensors) - set(want))
     wrong = sorted(k for k in set(want) & set(tensors) if tuple(want[k].shape) != tuple(tensors[k].shape))
     if missing or unexpected or wrong:
@@ -161,6 +164,7 @@ def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu") -
             f"{d}: model_id mismatch: config.json says {expected_id}, files hash to {actual_id} "
             "(weights or config were modified after saving)"
         )
-    model.load_state_dict(tensors, strict=True)
+    absent = [k for k in want if k not in tensors]  # only OPTIONAL_PREFIXES can be absent here
+    model.load_state_dict(tensors, strict=not absent)
     model.to(device).eval()
     return LoadedModel(model=model, cfg=cfg, model_id=actual_id, metadata=dict(doc.get("metadata", {})))

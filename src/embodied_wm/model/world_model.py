@@ -61,6 +61,48 @@ def mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(cin, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, cout))
 
 
+def zero_last(net: nn.Sequential) -> nn.Sequential:
+    """Zero the last layer: a residual branch added to a trained model starts as a no-op."""
+    last = net[-1]
+    assert isinstance(last, nn.Linear)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return net
+
+
+#: Mel bands are pooled into this many groups for the contact-timing features.
+AUDIO_BAND_GROUPS = 4
+
+
+def audio_contact_features(mel: Tensor, groups: int = AUDIO_BAND_GROUPS) -> Tensor:
+    """[B,1,M,T] normalised log-mel -> [B, 3*groups] features that carry contact timing: per band group
+    the energy of the newest frames, the largest onset (positive frame-to-frame rise) and where in the
+    window it happened (0 = oldest, 1 = newest). A tap is a sharp broadband onset; sliding is sustained
+    energy. Elementwise ops and reductions only (TensorRT-parsable)."""
+    b, _, m, t = mel.shape
+    g = mel.reshape(b, groups, m // groups, t).mean(2)  # [B,G,T]
+    energy = g[:, :, -max(1, t // 4) :].mean(2)
+    onset = F.relu(g[:, :, 1:] - g[:, :, :-1])  # [B,G,T-1]
+    peak = onset.amax(2)
+    pos = torch.linspace(0.0, 1.0, t - 1, device=mel.device, dtype=mel.dtype)
+    w = torch.softmax(onset * 4.0, 2)
+    when = (w * pos).sum(2)
+    return torch.cat([energy, peak, when], 1)
+
+
+def tactile_contact_features(tactile: Tensor) -> Tensor:
+    """[B,1,r,c] normalised taxels -> [B,4]: mean, max, and the max-weighted centroid (row, col in
+    [-1, 1]): whether the fingertip touches, how hard and where on the pad."""
+    b, _, r, c = tactile.shape
+    x = tactile.reshape(b, r * c)
+    w = torch.softmax(x * 2.0, 1).reshape(b, r, c)
+    rows = torch.linspace(-1.0, 1.0, r, device=x.device, dtype=x.dtype)
+    cols = torch.linspace(-1.0, 1.0, c, device=x.device, dtype=x.dtype)
+    cy = (w.sum(2) * rows).sum(1, keepdim=True)
+    cx = (w.sum(1) * cols).sum(1, keepdim=True)
+    return torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True), cy, cx], 1)
+
+
 class Encoder(nn.Module):
     """Per-modality encoders fused into one latent; spatial image features are kept as skips."""
 
@@ -77,6 +119,10 @@ class Encoder(nn.Module):
         n_audio = cfg.n_mels * cfg.mel_frames
         self.audio = mlp(n_audio, 2 * e, e)
         self.tactile = mlp(cfg.tactile_shape[0] * cfg.tactile_shape[1], e, e)
+        # Contact-timing features as residual branches (zero-initialised, so older weights load as-is):
+        # a small MLP on raw mel/taxels has to discover onsets itself, which it never did.
+        self.audio_feat = zero_last(mlp(3 * AUDIO_BAND_GROUPS, e, e))
+        self.tactile_feat = zero_last(mlp(4, e, e))
         self.proprio = mlp(cfg.proprio_dim, e, e)
         self.action = mlp(cfg.action_dim, e, e)
         # Learned stand-ins for absent sensors (vision + 4 vector modalities, MODALITIES order).
@@ -106,11 +152,18 @@ class Encoder(nn.Module):
         vis = self.vis_fc(self.vis_squeeze(s3).flatten(1))
         vis = vis * m_img + self.missing_vis * (1 - m_img)
         embeds = [vis]
+        extra = (
+            self.audio_feat(audio_contact_features(audio_mel)),
+            self.tactile_feat(tactile_contact_features(tactile)),
+        )
         for i, (net, x) in enumerate(
             ((self.audio, audio_mel), (self.tactile, tactile), (self.proprio, proprio), (self.action, action))
         ):
             m = mask[:, i + 1 : i + 2]
-            embeds.append(net(x.flatten(1)) * m + self.missing[i] * (1 - m))
+            emb = net(x.flatten(1))
+            if i < len(extra):
+                emb = emb + extra[i]
+            embeds.append(emb * m + self.missing[i] * (1 - m))
         latent = self.fuse(torch.cat(embeds, 1))
         return latent, s1, s2, s3, img
 

@@ -25,6 +25,11 @@ def _add_record_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-randomize", action="store_true", help="hold the scene fixed (no domain randomization)"
     )
+    p.add_argument(
+        "--hidden-physics",
+        action="store_true",
+        help="object colour independent of material; masses over 16x, friction drawn freely",
+    )
     p.add_argument("--no-ground-truth", action="store_true", help="skip segmentation/depth/affordance topics")
     p.add_argument(
         "--skip-existing", action="store_true", help="leave episodes whose bag exists (resume a set)"
@@ -62,6 +67,7 @@ def run_record(args: argparse.Namespace) -> int:
         ground_truth=not args.no_ground_truth,
         first_episode=args.first_episode,
         skip_existing=args.skip_existing,
+        hidden_physics=args.hidden_physics,
     )
     for p in paths:
         print(p)

@@ -77,6 +77,7 @@ class Episode:
         max_speed: float = MAX_SPEED,
         ground_truth: bool = True,
         start_ns: int | None = None,
+        hidden_physics: bool = False,
     ) -> None:
         steps = dt / PHYSICS_DT
         if dt <= 0 or abs(steps - round(steps)) > 1e-6:
@@ -88,7 +89,7 @@ class Episode:
         self.max_speed = max_speed
         self.ground_truth = ground_truth
         scene_ss, policy_ss, audio_ss = episode_seed_sequence(seed, episode).spawn(3)
-        self.spec: SceneSpec = sample_scene(np.random.default_rng(scene_ss), randomize)
+        self.spec: SceneSpec = sample_scene(np.random.default_rng(scene_ss), randomize, hidden_physics)
         self.sim = TabletopSim(self.spec, res)
         self.policy = ScriptedPolicy(np.random.default_rng(policy_ss), self.spec.objects, dt, max_speed)
         sps = SAMPLE_RATE * PHYSICS_DT

@@ -57,6 +57,7 @@ class RecordConfig:
     randomize: bool = True
     dt: float = 0.1
     ground_truth: bool = True
+    hidden_physics: bool = False
 
     def validate(self) -> None:
         if self.frames < 1:
@@ -65,6 +66,8 @@ class RecordConfig:
             raise ConfigError(f"res must be in [8, 1024], got {self.res}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.hidden_physics and not self.randomize:
+            raise ConfigError("--hidden-physics needs a randomized scene (drop --no-randomize)")
 
 
 def bag_name(episode: int) -> str:
@@ -106,7 +109,10 @@ def record_episode(
     ids = mk.FrameIds()
     kit = mk.RosbagsKit()
     store = kit.store
-    ep = Episode(cfg.seed, episode, cfg.res, cfg.randomize, cfg.dt, ground_truth=cfg.ground_truth)
+    ep = Episode(
+        cfg.seed, episode, cfg.res, cfg.randomize, cfg.dt, ground_truth=cfg.ground_truth,
+        hidden_physics=cfg.hidden_physics,
+    )
     writer = Writer(tmp_parent / final.name, version=9, storage_plugin=StoragePlugin.MCAP)
     try:
         for key, val in (
@@ -114,6 +120,7 @@ def record_episode(
             ("episode", str(episode)),
             ("resolution", str(cfg.res)),
             ("randomize", str(cfg.randomize).lower()),
+            ("hidden_physics", str(cfg.hidden_physics).lower()),
             ("dt_s", repr(cfg.dt)),
             ("scene", _scene_json(ep)),
             ("generator", "embodied_wm.sim"),
@@ -196,6 +203,7 @@ def record(
     ground_truth: bool = True,
     first_episode: int = 0,
     skip_existing: bool = False,
+    hidden_physics: bool = False,
 ) -> list[Path]:
     """Record ``episodes`` bags of ``frames`` frames into ``out_dir``; returns the bag paths in episode
     order. Episodes run in ``workers`` processes (spawned, so each has its own GL context).
@@ -205,7 +213,10 @@ def record(
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    cfg = RecordConfig(frames=frames, seed=seed, res=res, randomize=randomize, ground_truth=ground_truth)
+    cfg = RecordConfig(
+        frames=frames, seed=seed, res=res, randomize=randomize, ground_truth=ground_truth,
+        hidden_physics=hidden_physics,
+    )
     cfg.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

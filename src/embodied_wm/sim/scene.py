@@ -204,9 +204,26 @@ def _default_objects() -> list[tuple[str, str, tuple[float, ...]]]:
     ]
 
 
-def sample_scene(rng: np.random.Generator, randomize: bool = True) -> SceneSpec:
+#: Hidden-physics appearance: object colours are drawn from this palette independently of the material,
+#: so a pixel cannot tell wood from metal; how the object slides and sounds still depends on it.
+HIDDEN_PHYSICS_PALETTE: tuple[tuple[float, float, float], ...] = (
+    (0.55, 0.55, 0.58), (0.20, 0.60, 0.35), (0.75, 0.65, 0.20), (0.45, 0.30, 0.65),
+)
+#: Hidden-physics mass multiplier range (log-uniform) and friction range (uniform, any material).
+HIDDEN_MASS_RANGE = (0.25, 4.0)
+HIDDEN_FRICTION_RANGE = (0.15, 1.1)
+
+
+def sample_scene(rng: np.random.Generator, randomize: bool = True, hidden_physics: bool = False) -> SceneSpec:
     """Draw one episode's scene. With ``randomize=False`` the scene is a fixed reference layout
-    (the rng is not consumed), so episodes differ only through the policy."""
+    (the rng is not consumed), so episodes differ only through the policy.
+
+    ``hidden_physics``: an object's colour no longer reveals its material (colours from
+    ``HIDDEN_PHYSICS_PALETTE``, drawn from their own generator), masses span a 16x wider range and
+    friction is drawn independently of the material, so how far a pushed object slides and how it
+    sounds carry information the pixels do not."""
+    if hidden_physics and not randomize:
+        raise ValueError("hidden_physics needs a randomized scene")
     if not randomize:
         fixed_pos = [(-0.06, 0.05), (0.07, 0.06), (0.06, -0.06), (-0.07, -0.05)]
         objects = []
@@ -232,6 +249,8 @@ def sample_scene(rng: np.random.Generator, randomize: bool = True) -> SceneSpec:
             (0.0, -0.15, 0.12),
         )
 
+    # Appearance has its own stream, spawned before any physics draw: colour is independent of material.
+    look_rng = np.random.default_rng(rng.integers(0, 2**63)) if hidden_physics else rng
     n = int(rng.integers(3, 7))
     objects = []
     placed: list[tuple[float, float, float]] = []
@@ -256,9 +275,16 @@ def sample_scene(rng: np.random.Generator, randomize: bool = True) -> SceneSpec:
         else:
             continue
         placed.append((float(xy[0]), float(xy[1]), spec_r))
-        mass = mat.density * _volume(shape, size) * float(rng.uniform(0.7, 1.3))
-        friction = mat.friction * float(rng.uniform(0.8, 1.2))
-        rgb = np.clip(np.asarray(mat.rgba[:3]) + rng.uniform(-0.12, 0.12, 3), 0.0, 1.0)
+        if hidden_physics:
+            lo, hi = HIDDEN_MASS_RANGE
+            mass = mat.density * _volume(shape, size) * float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            friction = float(rng.uniform(*HIDDEN_FRICTION_RANGE))
+            base = HIDDEN_PHYSICS_PALETTE[int(look_rng.integers(len(HIDDEN_PHYSICS_PALETTE)))]
+            rgb = np.clip(np.asarray(base) + look_rng.uniform(-0.08, 0.08, 3), 0.0, 1.0)
+        else:
+            mass = mat.density * _volume(shape, size) * float(rng.uniform(0.7, 1.3))
+            friction = mat.friction * float(rng.uniform(0.8, 1.2))
+            rgb = np.clip(np.asarray(mat.rgba[:3]) + rng.uniform(-0.12, 0.12, 3), 0.0, 1.0)
         objects.append(
             ObjectSpec(
                 shape,

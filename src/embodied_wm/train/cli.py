@@ -47,6 +47,17 @@ def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--flow-weight", type=float, default=0.05,
                    help="weight of the teacher optical-flow loss on the warp (0 = off; without it the model "
                         "learns to fade a moving finger out instead of moving it; models/tiny: 0.05)")
+    p.add_argument("--object-weight", type=float, default=20.0,
+                   help="extra loss weight of moving object pixels (needs the simulator's segmentation "
+                        "topic in the bags; 0 = off)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="no modality dropout or camera degradations (every sensor always present)")
+    p.add_argument("--degrade", type=float, default=0.35,
+                   help="probability that a sample's camera is degraded (occluded, dark, over-exposed, "
+                        "motion blur, dropped previous frame)")
+    p.add_argument("--no-oversample", action="store_true",
+                   help="draw windows uniformly (default: windows where an object moves or the finger "
+                        "touches are drawn more often)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -58,7 +69,7 @@ def _run_train(args: argparse.Namespace) -> int:
         if parser is not None:
             parser.error(message)
         raise ConfigError(message)
-    # lazy: torch is heavy and optional here: loaded only when this path runs
+    from embodied_wm.train.augment import AugmentConfig
     from embodied_wm.train.losses import LossWeights
 
     # lazy: torch is heavy and optional here: loaded only when this path runs
@@ -69,7 +80,9 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, resume=args.resume, init=args.init, val_every=args.val_every,
         val_data=args.val_data, val_fraction=args.val_fraction, max_val_samples=args.max_val_samples,
         cache_dir=args.cache_dir, threads=args.threads, progress=not args.no_progress,
-        frame_steps=args.frame_steps, weights=LossWeights(flow=args.flow_weight),
+        frame_steps=args.frame_steps, weights=LossWeights(flow=args.flow_weight, object_moving=args.object_weight),
+        augment=None if args.no_augment else AugmentConfig(degrade=args.degrade),
+        oversample=not args.no_oversample,
     )
     res = run_training(a)
     v = res.get("final_val") or {}

@@ -40,7 +40,11 @@ from embodied_wm.pipeline.sources import feed_bag, select_inputs
 log = logging.getLogger(__name__)
 
 AFFORDANCE_MSGTYPE = "embodied_wm/msg/AffordanceMap"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+SEGMENTATION_TOPIC = "/ground_truth/segmentation"
+#: Segmentation labels from this one up are objects (sim.scene.FIRST_OBJECT_LABEL; bags of other
+#: generators without a segmentation topic simply have no object masks).
+FIRST_OBJECT_LABEL = 3
 
 
 def default_cache_dir() -> Path:
@@ -58,6 +62,10 @@ class Episode:
     affordance: np.ndarray
     aff_valid: np.ndarray
     channels: tuple[str, ...]
+    #: uint8 [T, S, S]: 1 where the simulator's segmentation shows an object (not table or finger);
+    #: all zero (and ``obj_valid`` False) for bags without a segmentation topic.
+    objmask: np.ndarray | None = None
+    obj_valid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.stamps_ns.shape[0])
@@ -102,11 +110,13 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
     info = bag_info(path)
     inputs = select_inputs(info)
     aff_topics = [t for t, ty in info.topics.items() if ty == AFFORDANCE_MSGTYPE]
+    seg_topics = [SEGMENTATION_TOPIC] if SEGMENTATION_TOPIC in info.topics else []
 
     pipe = Pipeline(backend=None, spec=modality_spec(cfg))
     frames: list[dict[str, np.ndarray]] = []
     stamps: list[int] = []
     aff: dict[int, np.ndarray] = {}
+    seg: dict[int, np.ndarray] = {}
     n_ch = len(cfg.affordance_channels)
 
     def take(observations: Iterable[Observation]) -> None:
@@ -116,9 +126,16 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
             frames.append(raw_frame(obs, cfg))
             stamps.append(int(obs.stamp_ns))
 
-    for item in feed_bag(path, inputs, pipe, also=aff_topics):
+    for item in feed_bag(path, inputs, pipe, also=[*aff_topics, *seg_topics]):
         if isinstance(item, Observation):
             take([item])
+            continue
+        if item.topic in seg_topics:
+            labels = np.asarray(item.msg.data, np.uint8).reshape(int(item.msg.height), int(item.msg.width))
+            mask = (labels >= FIRST_OBJECT_LABEL).astype(np.uint8)
+            if mask.shape != (cfg.image_size, cfg.image_size):
+                mask = cv2.resize(mask, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_NEAREST)
+            seg[to_ns(item.msg.header.stamp)] = mask
             continue
         st = item.msg.header.stamp
         try:
@@ -144,7 +161,14 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
             best = min(cand, key=lambda c: abs(int(keys[c]) - int(st)))
             if abs(int(keys[best]) - int(st)) <= tol:
                 aff_arr[i], valid[i] = aff[int(keys[best])], True
-    return Episode(str(path), stamps_arr, raw, aff_arr, valid, tuple(cfg.affordance_channels))
+    objmask = np.zeros((len(order), s, s), np.uint8)
+    obj_valid = np.zeros(len(order), bool)
+    for i, st in enumerate(stamps_arr):
+        if int(st) in seg:  # the simulator stamps segmentation with the camera frame's stamp
+            objmask[i], obj_valid[i] = seg[int(st)], True
+    return Episode(
+        str(path), stamps_arr, raw, aff_arr, valid, tuple(cfg.affordance_channels), objmask, obj_valid
+    )
 
 
 def load_episode(path: str | Path, cfg: ModelConfig, cache_dir: str | Path | None = None) -> Episode:
@@ -160,7 +184,7 @@ def load_episode(path: str | Path, cfg: ModelConfig, cache_dir: str | Path | Non
                 raw = {k: z[k] for k in RAW_KEYS}
                 return Episode(
                     str(z["source"]), z["stamps_ns"], raw, z["affordance"], z["aff_valid"],
-                    tuple(str(c) for c in z["channels"]),
+                    tuple(str(c) for c in z["channels"]), z["objmask"], z["obj_valid"],
                 )
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: unreadable cache entry (%s), decoding again", f, exc)
@@ -170,6 +194,8 @@ def load_episode(path: str | Path, cfg: ModelConfig, cache_dir: str | Path | Non
     arrays: dict[str, np.ndarray] = {
         "source": np.asarray(ep.source), "stamps_ns": ep.stamps_ns, "affordance": ep.affordance,
         "aff_valid": ep.aff_valid, "channels": np.asarray(ep.channels), **ep.raw,
+        "objmask": ep.objmask if ep.objmask is not None else np.zeros((len(ep), 0, 0), np.uint8),
+        "obj_valid": ep.obj_valid if ep.obj_valid is not None else np.zeros(len(ep), bool),
     }
     np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
     os.replace(tmp, f)
@@ -219,6 +245,11 @@ class WindowDataset(Dataset):
       t+1..t+K stacked as ``future_<name>`` [K,...] (latent-consistency targets).
     A frame's prev is frame t-1 when it is at most 1.5 dt older, else the frame itself (as at runtime).
     With ``teacher_flow``, ``flow`` [K,2,S,S] is ``teacher_flow(frame t, frames t+1..t+K)``.
+    ``objmask`` [K,1,S,S] float is 1 where an object is at t or t+k (segmentation ground truth; zeros
+    without it): the frame and flow losses weight moving object pixels up, because the finger dominates
+    the moving pixels and planning is about the objects.
+    ``weights`` [len] are per-window sampling weights: windows in which an object moves or the finger
+    touches something are rare and are what planning needs (see ``window_weights``).
     """
 
     def __init__(
@@ -244,6 +275,27 @@ class WindowDataset(Dataset):
             for t in range(len(ep) - self.k):
                 if has_prev[t + 1 : t + self.k + 1].all():
                     self.index.append((ei, t))
+        self.weights = np.asarray([self._window_weight(ei, t) for ei, t in self.index], np.float64)
+
+    #: Extra sampling weight of a window in which an object moves / the finger is in contact.
+    OBJECT_MOTION_WEIGHT = 3.0
+    CONTACT_WEIGHT = 1.0
+    #: Object pixels that must change between t and t+K for "an object moves" (64 px: ~1 % of the image).
+    MOTION_PIXELS = 12
+
+    def _window_weight(self, ei: int, t: int) -> float:
+        ep = self.eps[ei][0]
+        w = 1.0
+        if ep.objmask is not None and ep.obj_valid is not None and ep.objmask.shape[1:] != (0, 0):
+            if ep.obj_valid[t] and ep.obj_valid[t + self.k]:
+                changed = int(np.count_nonzero(ep.objmask[t] != ep.objmask[t + self.k]))
+                if changed >= self.MOTION_PIXELS:
+                    w += self.OBJECT_MOTION_WEIGHT
+        tact = ep.raw["tactile"][t : t + self.k + 1]
+        tmask = ep.raw["mask"][t : t + self.k + 1, MODALITIES.index("tactile")] > 0
+        if tmask.any() and float(np.abs(tact[tmask]).max()) > 1e-3:
+            w += self.CONTACT_WEIGHT
+        return w
 
     def __len__(self) -> int:
         return len(self.index)
@@ -281,6 +333,12 @@ class WindowDataset(Dataset):
         out["aff_valid"] = np.array(1.0 if ep.aff_valid[t] else 0.0, np.float32)
         if self.teacher_flow:
             out["flow"] = teacher_flow(ep.raw["image"][t], out["future"])
+        s = self.cfg.image_size
+        if ep.objmask is not None and ep.objmask.shape[1:] == (s, s):
+            obj = np.maximum(ep.objmask[t][None], ep.objmask[t + 1 : t + k + 1])
+        else:
+            obj = np.zeros((k, s, s), np.uint8)
+        out["objmask"] = obj[:, None].astype(np.float32)
         if self.with_future:
             fut = self._enc(norm, prev_idx, np.arange(t + 1, t + k + 1))
             out.update({f"future_{n}": v for n, v in fut.items()})

@@ -25,26 +25,50 @@ class LossWeights:
     gradient: float = 0.1
     affordance: float = 0.5
     latent: float = 0.1
+    #: Further weight of moving pixels on an object (segmentation ground truth, where the bags have it):
+    #: the finger is most of what moves, the objects are what a planner cares about.
+    object_moving: float = 0.0
     #: Teacher-flow supervision of the warp (L1 in pixels, moving-weighted like the frame loss).
     flow: float = 0.0
     #: Upper bound of the per-channel positive weight of the affordance BCE.
     max_pos_weight: float = 50.0
 
 
-def moving_weights(target: Tensor, last: Tensor, extra: float) -> Tensor:
-    """[B,K,1,H,W] per-pixel weights 1 + extra * moving."""
+def moving_weights(
+    target: Tensor,
+    last: Tensor,
+    extra: float,
+    obj: Tensor | None = None,
+    obj_extra: float = 0.0,
+    sample: Tensor | None = None,
+) -> Tensor:
+    """[B,K,1,H,W] per-pixel weights 1 + extra * moving (+ obj_extra * moving * obj, with ``obj``
+    [B,K,1,H,W] the object mask), times the per-sample weight ``sample`` [B] if given (0 = skip the
+    sample: e.g. its camera was dropped, so there is no frame to warp)."""
     b, k, _, h, w = target.shape
     moving = ((target - last[:, None]).abs().amax(2, keepdim=True) > MOVING_THRESHOLD).float()
     # Dilate so both the leading and trailing edge of a moving object count, even when they fall short
     # of the threshold because of anti-aliasing.
     moving = F.max_pool2d(moving.reshape(b * k, 1, h, w), 3, 1, 1).reshape(b, k, 1, h, w)
-    return 1.0 + extra * moving
+    wt = 1.0 + extra * moving
+    if obj is not None and obj_extra > 0:
+        wt = wt + obj_extra * moving * obj
+    if sample is not None:
+        wt = wt * sample.reshape(b, 1, 1, 1, 1)
+    return wt
 
 
-def frame_loss(pred: Tensor, target: Tensor, last: Tensor, w: LossWeights) -> Tensor:
+def frame_loss(
+    pred: Tensor,
+    target: Tensor,
+    last: Tensor,
+    w: LossWeights,
+    obj: Tensor | None = None,
+    sample: Tensor | None = None,
+) -> Tensor:
     """Moving-weighted L1 + squared error on pixels plus L1 on image gradients (edge sharpness)."""
-    wt = moving_weights(target, last, w.moving)
-    norm = wt.mean() * 3.0
+    wt = moving_weights(target, last, w.moving, obj, w.object_moving, sample)
+    norm = wt.mean().clamp_min(1e-6) * 3.0
     err = pred - target
     l1 = (wt * (w.l1 * err.abs() + w.l2 * err.square())).mean() * 3.0 / norm
 
@@ -76,10 +100,18 @@ def latent_loss(rolled: Tensor, target: Tensor) -> Tensor:
     return F.mse_loss(rolled, target.detach())
 
 
-def flow_loss(pred: Tensor, teacher: Tensor, target: Tensor, last: Tensor, w: LossWeights) -> Tensor:
+def flow_loss(
+    pred: Tensor,
+    teacher: Tensor,
+    target: Tensor,
+    last: Tensor,
+    w: LossWeights,
+    obj: Tensor | None = None,
+    sample: Tensor | None = None,
+) -> Tensor:
     """Moving-weighted L1 between predicted and teacher backward flow, in pixels. The teacher (dense
     optical flow between frame t and t+k) is smooth and imperfect at occlusions, so it is a guide for
     where things move; the photometric frame loss has the last word on the pixels."""
-    wt = moving_weights(target, last, w.moving)
+    wt = moving_weights(target, last, w.moving, obj, w.object_moving, sample)
     px = (pred - teacher).abs() * (target.shape[-1] / 2.0)
-    return (wt * px).mean() / wt.mean()
+    return (wt * px).mean() / wt.mean().clamp_min(1e-6)

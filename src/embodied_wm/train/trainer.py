@@ -42,6 +42,7 @@ from embodied_wm.train.dataset import (
     split_episodes,
     stats_from_episodes,
 )
+from embodied_wm.train.augment import AugmentConfig, augment_batch
 from embodied_wm.train.evaluate import evaluate_model
 from embodied_wm.train.losses import LossWeights, affordance_loss, flow_loss, frame_loss, latent_loss
 
@@ -74,21 +75,39 @@ class TrainArgs:
     weight_decay: float = 1e-4
     progress: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
+    #: Modality dropout + camera degradations (None = off: every sensor always present and clean).
+    augment: AugmentConfig | None = None
+    #: Draw windows by ``WindowDataset.weights`` (object motion, contact) instead of uniformly.
+    oversample: bool = False
 
 
 class TrainStep(nn.Module):
     """Model + losses in one forward, so DistributedDataParallel sees every parameter use."""
 
-    def __init__(self, model: WorldModel, weights: LossWeights, frame_steps: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: WorldModel,
+        weights: LossWeights,
+        frame_steps: int = 4,
+        seed: int = 0,
+        augment: AugmentConfig | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.w = weights
         self.frame_steps = frame_steps
+        self.augment = augment if augment is not None and augment.enabled else None
         self.gen = torch.Generator().manual_seed(seed)
+        self.aug_gen = torch.Generator().manual_seed(seed + 7919)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         m, w = self.model, self.w
-        state = m.encoder(*(batch[n] for n in ENCODER_INPUTS))
+        inputs = batch
+        camera_kept: Tensor | None = None
+        if self.augment is not None and self.training:
+            inputs = augment_batch(batch, self.augment, self.aug_gen)
+            camera_kept = inputs["camera_kept"]
+        state = m.encoder(*(inputs[n] for n in ENCODER_INPUTS))
         k = batch["actions"].shape[1]
         # Frames are decoded for a random subset of the K steps (always including the last, the hardest):
         # the dynamics still unroll all K, and every step gets trained over the batches.
@@ -103,14 +122,18 @@ class TrainStep(nn.Module):
         with torch.no_grad():  # consistency targets for the decoded steps only (saves encoder passes)
             fut = [batch[f"future_{n}"][:, steps].flatten(0, 1) for n in ENCODER_INPUTS]
             target_latent = m.encoder(*fut)[0].reshape(b, len(steps), -1)
+        obj = batch["objmask"][:, steps] if "objmask" in batch else None
         parts = {
-            "frame": frame_loss(frames, target, batch["image"], w),
+            # Moving weights from the clean current frame: the corruption is an input problem only.
+            "frame": frame_loss(frames, target, batch["image"], w, obj, camera_kept),
             "affordance": affordance_loss(aff_logits, batch["affordance"], batch["aff_valid"], w),
             "latent": latent_loss(rolled[:, steps], target_latent),
         }
         total = w.frame * parts["frame"] + w.affordance * parts["affordance"] + w.latent * parts["latent"]
         if "flow" in batch and w.flow > 0:
-            parts["flow"] = flow_loss(flow, batch["flow"][:, steps], target, batch["image"], w)
+            parts["flow"] = flow_loss(
+                flow, batch["flow"][:, steps], target, batch["image"], w, obj, camera_kept
+            )
             total = total + w.flow * parts["flow"]
         return total, parts
 
@@ -122,8 +145,31 @@ def _to_batch(items: list[dict[str, np.ndarray]], device: torch.device) -> dict[
     return {n: v.to(device, non_blocking=True) for n, v in batch.items()}
 
 
+class WeightedWindowSampler:
+    """Windows drawn with replacement in proportion to ``weights``, epoch e seeded by (seed, e) so a
+    resumed run draws the same sequence; under torchrun each rank takes every world-th draw."""
+
+    def __init__(self, weights: np.ndarray, num_replicas: int, rank: int, seed: int) -> None:
+        if weights.size == 0 or not np.all(np.isfinite(weights)) or float(weights.min()) < 0:
+            raise ValueError("window weights must be finite, non-negative and not empty")
+        self.p = weights / weights.sum()
+        self.world, self.rank, self.seed = num_replicas, rank, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.p.size // self.world
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        draws = rng.choice(self.p.size, size=len(self) * self.world, replace=True, p=self.p)
+        return iter(int(i) for i in draws[self.rank :: self.world])
+
+
 def _batches(
-    ds: WindowDataset, sampler: DistributedSampler, batch: int, start_step: int
+    ds: WindowDataset, sampler: DistributedSampler | WeightedWindowSampler, batch: int, start_step: int
 ) -> Iterator[list[dict[str, np.ndarray]]]:
     per_epoch = len(sampler) // batch
     if per_epoch == 0:
@@ -219,7 +265,9 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         model = WorldModel(cfg)
     model.to(device).train()
     ds = WindowDataset(train_eps, cfg, teacher_flow=a.weights.flow > 0)
-    step_mod: nn.Module = TrainStep(model, a.weights, a.frame_steps, a.seed + 1000 * start_step + rank)
+    step_mod: nn.Module = TrainStep(
+        model, a.weights, a.frame_steps, a.seed + 1000 * start_step + rank, a.augment
+    )
     if world > 1:
         step_mod = nn.parallel.DistributedDataParallel(
             step_mod, device_ids=[local_rank] if device.type == "cuda" else None
@@ -227,9 +275,11 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay, betas=(0.9, 0.99))
     if resumed and (out / "optimizer.safetensors").is_file():
         _load_optimizer(opt, out / "optimizer.safetensors")
-    sampler: DistributedSampler = DistributedSampler(
-        ds, num_replicas=world, rank=rank, shuffle=True, seed=a.seed, drop_last=True
-    )
+    sampler: DistributedSampler | WeightedWindowSampler
+    if a.oversample:
+        sampler = WeightedWindowSampler(ds.weights, world, rank, a.seed)
+    else:
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=a.seed, drop_last=True)
     batches = _batches(ds, sampler, a.batch, start_step)
     command = " ".join(shlex.quote(x) for x in sys.argv)
     if is_main:
@@ -242,8 +292,9 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         meta = {
             "command": command,
             "step": step,
-            "train_args": {k: v for k, v in asdict(a).items() if k != "weights"},
+            "train_args": {k: v for k, v in asdict(a).items() if k not in ("weights", "augment")},
             "loss_weights": asdict(a.weights),
+            "augment": asdict(a.augment) if a.augment is not None else None,
             "train_episodes": [e.source for e in train_eps],
             "val_episodes": [e.source for e in val_eps],
             "val_metrics": val or {},
