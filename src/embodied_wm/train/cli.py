@@ -58,6 +58,10 @@ def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--no-oversample", action="store_true",
                    help="draw windows uniformly (default: windows where an object moves or the finger "
                         "touches are drawn more often)")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop after this step with a resumable checkpoint (the schedule stays --steps')")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes with a resumable checkpoint (continue with --resume)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -82,7 +86,7 @@ def _run_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, threads=args.threads, progress=not args.no_progress,
         frame_steps=args.frame_steps, weights=LossWeights(flow=args.flow_weight, object_moving=args.object_weight),
         augment=None if args.no_augment else AugmentConfig(degrade=args.degrade),
-        oversample=not args.no_oversample,
+        oversample=not args.no_oversample, stop_at=args.stop_at, max_minutes=args.max_minutes,
     )
     res = run_training(a)
     v = res.get("final_val") or {}

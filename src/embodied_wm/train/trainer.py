@@ -79,6 +79,10 @@ class TrainArgs:
     augment: AugmentConfig | None = None
     #: Draw windows by ``WindowDataset.weights`` (object motion, contact) instead of uniformly.
     oversample: bool = False
+    #: Stop (with a resumable checkpoint) after this step / this many minutes of this process, keeping
+    #: the schedule of ``steps``: training in several stretches, e.g. one per work session.
+    stop_at: int | None = None
+    max_minutes: float | None = None
 
 
 class TrainStep(nn.Module):
@@ -97,8 +101,15 @@ class TrainStep(nn.Module):
         self.w = weights
         self.frame_steps = frame_steps
         self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = seed
         self.gen = torch.Generator().manual_seed(seed)
         self.aug_gen = torch.Generator().manual_seed(seed + 7919)
+
+    def set_step(self, step: int) -> None:
+        """Seed this step's random draws (decoded steps, augmentation) from (seed, step) alone, so a run
+        resumed at any step draws exactly what an uninterrupted one would."""
+        self.gen.manual_seed(self.seed * 1_000_003 + step)
+        self.aug_gen.manual_seed(self.seed * 1_000_003 + step + 7919)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         m, w = self.model, self.w
@@ -265,9 +276,8 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         model = WorldModel(cfg)
     model.to(device).train()
     ds = WindowDataset(train_eps, cfg, teacher_flow=a.weights.flow > 0)
-    step_mod: nn.Module = TrainStep(
-        model, a.weights, a.frame_steps, a.seed + 1000 * start_step + rank, a.augment
-    )
+    train_step = TrainStep(model, a.weights, a.frame_steps, a.seed * 101 + rank, a.augment)
+    step_mod: nn.Module = train_step
     if world > 1:
         step_mod = nn.parallel.DistributedDataParallel(
             step_mod, device_ids=[local_rank] if device.type == "cuda" else None
@@ -311,7 +321,10 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
     running: dict[str, float] = {}
     val: dict[str, Any] | None = None
     step = start_step
+    stop_reason: str | None = None
+    done = start_step
     for step in range(start_step, a.steps):
+        train_step.set_step(step)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a)
         batch = _to_batch(next(batches), device)
@@ -327,7 +340,15 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
             bar.update(1)
             bar.set_postfix({n: f"{v:.4f}" for n, v in running.items()}, refresh=False)
         done = step + 1
-        if done % a.val_every == 0 or done == a.steps:
+        if a.stop_at is not None and done >= a.stop_at:
+            stop_reason = f"--stop-at {a.stop_at}"
+        elif a.max_minutes is not None and done % 10 == 0:
+            late = torch.tensor([float(time.time() - t0 > 60.0 * a.max_minutes)])
+            if world > 1:  # every rank must stop at the same step
+                dist.all_reduce(late, op=dist.ReduceOp.MAX)
+            if float(late) > 0:
+                stop_reason = f"--max-minutes {a.max_minutes:g}"
+        if done % a.val_every == 0 or done == a.steps or stop_reason:
             if is_main:
                 val = evaluate_model(
                     model, val_eps, max_samples=a.max_val_samples, device=device, baselines=False
@@ -356,12 +377,18 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
                     (out / "train_state.json").write_text(json.dumps(state, indent=1) + "\n")
             if world > 1:
                 dist.barrier()
+        if stop_reason:
+            (bar.write if bar is not None else log.info)(
+                f"stopped at step {done} ({stop_reason}); continue with the same command and --resume"
+            )
+            break
     if bar is not None:
         bar.close()
     result = {
         "config": cfg.name,
         "params": model.num_params(),
         "steps": a.steps,
+        "stopped_at": done if stop_reason else None,
         "train_windows": len(ds),
         "train_episodes": len(train_eps),
         "val_episodes": len(val_eps),
