@@ -102,7 +102,8 @@ def test_each_degradation_does_what_it_says(name: str) -> None:
 
 def test_camera_drop_zeroes_the_image_and_is_reported() -> None:
     batch = _batch(b=200)
-    out = augment_batch(batch, AugmentConfig(drop=(0.5, 0, 0, 0, 0), degrade=0), torch.Generator().manual_seed(2))
+    cfg = AugmentConfig(drop=(0.5, 0, 0, 0, 0), degrade=0)
+    out = augment_batch(batch, cfg, torch.Generator().manual_seed(2))
     gone = out["mask"][:, 0] == 0
     assert 50 < int(gone.sum()) < 150
     assert torch.equal(out["camera_kept"], out["mask"][:, 0])
@@ -249,10 +250,11 @@ def test_eval_ablate_writes_every_condition_and_mask(tmp_path, capsys) -> None: 
     summary = json.loads((out / "summary.json").read_text())
     clean = summary["methods"]["model"]["psnr_moving"]
     good = [v for v in clean if v is not None]
-    assert ab["conditions"]["clean"]["none"]["psnr_moving_mean"] == pytest.approx(sum(good) / len(good), abs=1e-3)
+    cells = ab["conditions"]
+    assert cells["clean"]["none"]["psnr_moving_mean"] == pytest.approx(sum(good) / len(good), abs=1e-3)
     # The masked conditions run the model only; dropped frames make fewer predictions.
     rob = summary["robustness"]["conditions"]
     assert set(rob["dark+drop_audio+drop_touch"]["predictions"]) == {"model"}
-    assert ab["conditions"]["dropped"]["none"]["predictions"] < ab["conditions"]["clean"]["none"]["predictions"]
+    assert cells["dropped"]["none"]["predictions"] < cells["clean"]["none"]["predictions"]
     # --ablate without --robustness is a one-line error.
     assert main([str(bag), "--model", model, "--out", str(tmp_path / "o2"), "--ablate"]) != 0

@@ -84,7 +84,8 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, resume=args.resume, init=args.init, val_every=args.val_every,
         val_data=args.val_data, val_fraction=args.val_fraction, max_val_samples=args.max_val_samples,
         cache_dir=args.cache_dir, threads=args.threads, progress=not args.no_progress,
-        frame_steps=args.frame_steps, weights=LossWeights(flow=args.flow_weight, object_moving=args.object_weight),
+        frame_steps=args.frame_steps,
+        weights=LossWeights(flow=args.flow_weight, object_moving=args.object_weight),
         augment=None if args.no_augment else AugmentConfig(degrade=args.degrade),
         oversample=not args.no_oversample, stop_at=args.stop_at, max_minutes=args.max_minutes,
     )

@@ -134,7 +134,8 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
             labels = np.asarray(item.msg.data, np.uint8).reshape(int(item.msg.height), int(item.msg.width))
             mask = (labels >= FIRST_OBJECT_LABEL).astype(np.uint8)
             if mask.shape != (cfg.image_size, cfg.image_size):
-                mask = cv2.resize(mask, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_NEAREST)
+                size = (cfg.image_size, cfg.image_size)
+                mask = np.asarray(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), np.uint8)
             seg[to_ns(item.msg.header.stamp)] = mask
             continue
         st = item.msg.header.stamp

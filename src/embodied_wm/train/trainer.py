@@ -35,6 +35,7 @@ from embodied_wm.errors import ConfigError
 from embodied_wm.model.checkpoint import load_checkpoint, save_checkpoint
 from embodied_wm.model.config import ModelConfig, load_config
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
+from embodied_wm.train.augment import AugmentConfig, augment_batch
 from embodied_wm.train.dataset import (
     Episode,
     WindowDataset,
@@ -42,7 +43,6 @@ from embodied_wm.train.dataset import (
     split_episodes,
     stats_from_episodes,
 )
-from embodied_wm.train.augment import AugmentConfig, augment_batch
 from embodied_wm.train.evaluate import evaluate_model
 from embodied_wm.train.losses import LossWeights, affordance_loss, flow_loss, frame_loss, latent_loss
 
@@ -289,7 +289,9 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
     if a.oversample:
         sampler = WeightedWindowSampler(ds.weights, world, rank, a.seed)
     else:
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=a.seed, drop_last=True)
+        sampler = DistributedSampler(
+            ds, num_replicas=world, rank=rank, shuffle=True, seed=a.seed, drop_last=True
+        )
     batches = _batches(ds, sampler, a.batch, start_step)
     command = " ".join(shlex.quote(x) for x in sys.argv)
     if is_main:
