@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.errors import EmbodiedWMError
+from embodied_wm.eval.ablation import AFTER_CONTACT, AFTER_CONTACT_S, CONTACT_THRESHOLD, build_ablation
 from embodied_wm.eval.mcap_export import PredictionExport
 from embodied_wm.eval.metrics import MOVING_THRESHOLD, PSNR_CAP_DB
 from embodied_wm.eval.robustness import (
@@ -62,12 +63,6 @@ from embodied_wm.runtime.select import create_backend
 log = logging.getLogger(__name__)
 
 BASELINES: tuple[str, ...] = ("copy_last", "linear")
-#: Stats of predictions made within AFTER_CONTACT_S of a touch (clean tactile reading above
-#: CONTACT_THRESHOLD) are also kept under "<condition>@after_contact": what happens after a push (how far
-#: an object slides) is where hidden physics shows.
-AFTER_CONTACT = "@after_contact"
-AFTER_CONTACT_S = 1.0
-CONTACT_THRESHOLD = 0.02
 AFFORDANCE_TYPE = "embodied_wm/msg/AffordanceMap"
 
 
@@ -666,7 +661,7 @@ def build_summary(
             rob["conditions"][cond] = entry
         summary["robustness"] = rob
     if opts.robustness and opts.ablate:
-        summary["ablation"] = build_ablation(table, opts)
+        summary["ablation"] = build_ablation(table, opts.seed)
     return summary
 
 
@@ -676,39 +671,6 @@ def _iso(stamp_ns: int | None) -> str | None:
         return None
     t = datetime.datetime.fromtimestamp(stamp_ns / NS_PER_S, tz=datetime.timezone.utc)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def build_ablation(table: StatsTable, opts: EvalOptions) -> dict[str, Any]:
-    """ablation.json: per condition and mask, the model's contact AUROC, moving-region PSNR (mean over
-    the horizon) and the same PSNR over predictions made within AFTER_CONTACT_S of a touch."""
-
-    def mean(vals: Sequence[float | None] | None) -> float | None:
-        good = [float(v) for v in vals or [] if v is not None]
-        return round(sum(good) / len(good), 4) if good else None
-
-    conds: dict[str, Any] = {}
-    for cond in ABLATION_CONDITIONS:
-        row: dict[str, Any] = {}
-        for mask in ABLATION_MASKS:
-            name = ablation_condition(cond, mask)
-            st = table.get(name, "model").summary()
-            after = table.get(name + AFTER_CONTACT, "model").summary()
-            aff = (st.get("affordance") or {}).get("contact") or {}
-            row[mask] = {
-                "contact_auroc": aff.get("auroc"),
-                "psnr_moving_mean": mean(st.get("psnr_moving")),
-                "psnr_moving_after_contact": mean(after.get("psnr_moving")),
-                "predictions": st.get("predictions"),
-                "predictions_after_contact": after.get("predictions"),
-            }
-        conds[cond] = row
-    return {
-        "seed": opts.seed,
-        "masks": {m: list(v) for m, v in ABLATION_MASKS.items()},
-        "descriptions": {c: describe(c) or "no perturbation" for c in ABLATION_CONDITIONS},
-        "after_contact_s": AFTER_CONTACT_S,
-        "conditions": conds,
-    }
 
 
 def merge_records(results: Sequence[BagResult], out_path: str | Path) -> int:
