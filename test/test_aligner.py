@@ -61,7 +61,9 @@ def make_streams(
     drop: float,
     dup: float,
     reorder_s: float,
+    camera_gap: tuple[float, float] | None = None,
 ) -> Streams:
+    """Per-topic streams; ``camera_gap`` (s): no frames stamped in that interval (a camera outage)."""
     rng = np.random.default_rng(seed)
     topics: dict[str, list[Event]] = {}
     for kind, rate in rates.items():
@@ -69,6 +71,8 @@ def make_streams(
             continue
         start = rng.uniform(0.0, 0.6)
         stop = duration_s if rng.random() < 0.7 else rng.uniform(duration_s / 2, duration_s)
+        if camera_gap is not None:
+            stop = duration_s  # every stream goes on to the end: the outage is the camera's alone
         events: list[Event] = []
         if kind == "audio":
             chunk = max(1, round(SPEC.audio_sample_rate / rate))
@@ -85,6 +89,9 @@ def make_streams(
             stamps_ns = np.unique(np.maximum(0, np.round(stamps * NS_PER_S)).astype(np.int64))
             for idx, s in enumerate(stamps_ns):
                 if rng.random() < drop:
+                    continue
+                gap_ns = camera_gap and (camera_gap[0] * NS_PER_S, camera_gap[1] * NS_PER_S)
+                if kind == "image" and gap_ns and gap_ns[0] <= s <= gap_ns[1]:
                     continue
                 if kind == "image":
                     payload: Any = np.full((2, 3, 3), idx % 256, np.uint8)
@@ -118,8 +125,28 @@ def interleave(streams: Streams, seed: int, max_delay_s: float) -> list[Event]:
     return [ev for _, _, ev in keyed]
 
 
+def outage_ticks(uniq: dict[str, dict[int, Any]], cfg: AlignerConfig) -> list[int]:
+    """Brute force: the multiples of the outage period up to the newest stamp lying more than
+    camera_timeout_s after the last frame before them (or the first stamp of all, before any frame)."""
+    if not cfg.camera_timeout_s:
+        return []
+    period = round((cfg.outage_period_s or 0.1) * NS_PER_S)
+    timeout = round(cfg.camera_timeout_s * NS_PER_S)
+    stamps = sorted({s for d in uniq.values() for s in d})
+    if not stamps:
+        return []
+    images = np.array(sorted(uniq.get("image", {})), np.int64)
+    out = []
+    for t in range(-(-stamps[0] // period) * period, stamps[-1] + 1, period):
+        before = images[images <= t]
+        ref = int(before.max()) if before.size else stamps[0]
+        if t > ref + timeout:
+            out.append(t)
+    return out
+
+
 def reference(streams: Streams, cfg: AlignerConfig) -> list[dict[str, Any]]:
-    """What every frame should get, computed with all data at hand and by brute force."""
+    """What every frame (and outage tick) should get, computed with all data at hand and by brute force."""
     tol = cfg.tolerance_s * NS_PER_S
     lo, hi = cfg.buffer_s * NS_PER_S, cfg.max_wait_s * NS_PER_S
     uniq: dict[str, dict[int, Any]] = {}
@@ -137,8 +164,9 @@ def reference(streams: Streams, cfg: AlignerConfig) -> list[dict[str, Any]]:
             covered[s // DT : s // DT + p.size] = True
             values[s // DT : s // DT + p.size] = p
     out = []
-    for t in sorted(uniq.get("image", {})):
-        row: dict[str, Any] = {"stamp": t}
+    frames = set(uniq.get("image", {}))
+    for t in sorted(frames | set(outage_ticks(uniq, cfg))):
+        row: dict[str, Any] = {"stamp": t, "image": t in frames}
         for kind in ("audio", *STATE):
             stamps = np.array(sorted(uniq.get(kind, {})), np.int64)
             active = bool(((stamps >= t - lo) & (stamps <= t - hi)).any())
@@ -156,14 +184,15 @@ def reference(streams: Streams, cfg: AlignerConfig) -> list[dict[str, Any]]:
                 row[kind] = uniq[kind][int(before.max())]
             elif after.size:
                 row[kind] = uniq[kind][int(after.min())]
-        out.append(row)
+        if row["image"] or any(row[k] is not None for k in ("audio", *STATE)):
+            out.append(row)  # a tick without a single reading carries nothing: not emitted
     return out
 
 
 def assert_matches(obs: list[Observation], ref: list[dict[str, Any]]) -> None:
     assert [o.stamp_ns for o in obs] == [r["stamp"] for r in ref]
     for o, r in zip(obs, ref):
-        assert o.image is not None
+        assert (o.image is not None) == r["image"], o.stamp_ns / 1e9
         for kind in ("audio", *STATE):
             got, want = getattr(o, kind), r[kind]
             assert (got is None) == (want is None), (kind, o.stamp_ns / 1e9)
@@ -386,7 +415,8 @@ def test_audio_window_ends_at_frame_and_tolerates_subsample_gaps() -> None:
         aligner.add_audio(stamp, np.full(n, k / 100, np.float32))
         start = stamp
     t = start - 5 * MS
-    out = aligner.add_image(t, img())
+    # (0.9 s of audio before the first frame: camera-less outage observations come first)
+    out = [o for o in aligner.add_image(t, img()) if o.image is not None]
     assert len(out) == 1 and out[0].audio is not None and out[0].audio.shape == (WIN,)
 
 
@@ -524,8 +554,10 @@ def test_camera_outage_is_not_a_future_stamp() -> None:
         tick(aligner, k * period, ("tactile", "proprio"))
     out = tick(aligner, 180 * period)
     assert not any(k.startswith(("future:", "too_old:")) for k in aligner.counters), aligner.counters
-    assert [o.stamp_ns for o in out] == [180 * period]
-    assert out[0].tactile is not None and out[0].proprio is not None
+    # the frame completes the outage ticks before it (5.8 and 5.9 s), then itself
+    assert [o.stamp_ns for o in out] == [5800 * MS, 5900 * MS, 180 * period]
+    assert [o.image is None for o in out] == [True, True, False]
+    assert all(o.tactile is not None and o.proprio is not None for o in out)
     alone = Aligner(AlignerConfig(spec=SPEC))
     for k in range(30):
         tick(alone, k * period, ("tactile", "image"))
@@ -587,3 +619,131 @@ def test_max_pending_forces_oldest_out() -> None:
         out += aligner.add_image((300 + k) * MS, img())
     assert aligner.pending <= 4 and aligner.counters["forced:image"] == 6
     assert [o.stamp_ns for o in out] == [(300 + k) * MS for k in range(6)]
+
+
+# ------------------------------------------------------------------------------------- camera outage
+def robot(
+    aligner: Aligner, t0: int, t1: int, camera: bool, step: int = 10 * MS, cam_every: int = 3
+) -> list[Observation]:
+    """100 Hz tactile, proprio, action and 10 ms audio chunks over [t0, t1), and (if ``camera``) a frame
+    every ``cam_every`` steps; each stream carries its stamp in its values."""
+    out: list[Observation] = []
+    for k, t in enumerate(range(t0, t1, step)):
+        out += aligner.add_audio(t - t % DT, np.full(step // DT, t / NS_PER_S, np.float32))
+        out += aligner.add_tactile(t, np.full((5, 5), t / NS_PER_S, np.float32))
+        out += aligner.add_proprio(t, np.full(6, t / NS_PER_S, np.float32))
+        out += aligner.add_action(t, np.full(6, t / NS_PER_S, np.float32))
+        if camera and (t // step) % cam_every == 0:
+            out += aligner.add_image(t, img(k % 256), "cam")
+    return out
+
+
+def test_camera_outage_ticks_at_the_period_then_frames_again() -> None:
+    """Frames for 1 s, the camera stops for 3 s while everything else goes on, then comes back:
+    camera-less Observations at every multiple of the period more than camera_timeout_s after the last
+    frame, max_wait_s behind the newest data, each with the readings a frame there would get and the
+    camera's frame_id; then frames again and no more ticks."""
+    cfg = AlignerConfig(spec=SPEC, camera_timeout_s=0.5, outage_period_s=0.05)
+    aligner = Aligner(cfg)
+    out = robot(aligner, 0, 1000 * MS, camera=True)
+    assert out and all(o.image is not None for o in out)
+    last_frame = max(o.stamp_ns for o in out)
+    assert last_frame == 990 * MS
+    out = robot(aligner, 1000 * MS, 4000 * MS, camera=False)
+    # ticks: 1.5 s (first multiple of 50 ms after 0.99 + 0.5) .. 3.75 s (newest 3.99 s - max_wait 0.2)
+    assert [o.stamp_ns for o in out] == list(range(1500 * MS, 3751 * MS, 50 * MS))
+    for o in out:
+        assert o.image is None and o.frame_id == "cam" and o.missing == ["image"]
+        t = o.stamp_ns / NS_PER_S
+        assert o.tactile is not None and o.tactile[0, 0] == np.float32(t)
+        assert o.action is not None and o.action[0] == np.float32(t)
+        assert o.audio is not None and o.audio.shape == (WIN,) and o.audio[-1] == np.float32(t)
+    assert aligner.camera_missing == len(out)
+    back = robot(aligner, 4000 * MS, 5000 * MS, camera=True)
+    stamps = [o.stamp_ns for o in back]
+    assert all(a < b for a, b in itertools.pairwise(stamps))
+    # the ticks up to the first frame back (4.02 s), then only frames
+    first = next(i for i, o in enumerate(back) if o.image is not None)
+    assert stamps[:first] == list(range(3800 * MS, 4001 * MS, 50 * MS))
+    assert stamps[first] == 4020 * MS and all(o.image is not None for o in back[first:])
+    assert not any(k.startswith(("future:", "too_old:", "out_of_order:")) for k in aligner.counters)
+
+
+def test_camera_outage_off_and_never_seen() -> None:
+    """camera_timeout_s = 0: no camera-less Observations at all. A camera that never delivered: ticks
+    from camera_timeout_s after the first stamp taken."""
+    off = Aligner(AlignerConfig(spec=SPEC, camera_timeout_s=0))
+    assert robot(off, 0, 3000 * MS, camera=False) == [] and off.flush() == []
+    never = Aligner(AlignerConfig(spec=SPEC, camera_timeout_s=0.5))  # period: 0.1 s without a model
+    out = robot(never, 0, 3000 * MS, camera=False) + never.flush()
+    assert [o.stamp_ns for o in out] == list(range(600 * MS, 2991 * MS, 100 * MS))
+    assert all(o.image is None and o.tactile is not None for o in out)
+    # the flush emitted the ticks up to the newest stamp (2.99 s) without waiting for max_wait_s
+    with pytest.raises(ValueError, match="camera_timeout_s"):
+        AlignerConfig(camera_timeout_s=-1)
+    with pytest.raises(ValueError, match="outage_period_s"):
+        AlignerConfig(outage_period_s=0.0)
+
+
+@FAST
+@given(
+    seed=st.integers(0, 2**31),
+    rates=rates_st,
+    gap=st.tuples(st.floats(0.3, 1.5), st.floats(0.4, 2.0)),
+    period=st.sampled_from([0.033, 0.05, 0.1, 0.25]),
+    timeout=st.sampled_from([0.3, 0.5, 1.0]),
+    reorder_s=st.one_of(st.just(0.0), st.floats(0.0, 0.05)),
+    delay_a=st.floats(0, 0.09),
+    delay_b=st.floats(0, 0.09),
+)
+def test_camera_outage_identical_across_interleavings(
+    seed: int,
+    rates: dict[str, float],
+    gap: tuple[float, float],
+    period: float,
+    timeout: float,
+    reorder_s: float,
+    delay_a: float,
+    delay_b: float,
+) -> None:  # fmt: skip
+    """A camera outage of up to 2 s inside 4 s of data: two interleavings give the same Observations,
+    frames and outage ticks alike, equal to the brute-force reference (ticks at the multiples of the
+    period more than camera_timeout_s after the last frame before them)."""
+    # (no duplicates: one delivered after a gap over reset_jump_s would read as a bag loop)
+    streams = make_streams(seed, rates, 4.0, 0.2, 0.1, 0.0, reorder_s, (gap[0], gap[0] + gap[1]))
+    # future_s above the longest outage: with a single non-image stream nothing vouches for its readings
+    # once they are future_s past the last frame (test_camera_outage_is_not_a_future_stamp)
+    cfg = AlignerConfig(
+        spec=SPEC, reorder_s=reorder_s, camera_timeout_s=timeout, outage_period_s=period, future_s=3.0
+    )
+    obs_a, aligner_a = run(cfg, interleave(streams, seed + 1, delay_a))
+    obs_b, _ = run(cfg, interleave(streams, seed + 2, delay_b))
+    assert_same(obs_a, obs_b)
+    ref = reference(streams, cfg)
+    assert_matches(obs_a, ref)
+    if any(rates[k] for k in ("audio", *STATE)) and gap[1] > timeout + period + 0.3:
+        assert any(not r["image"] for r in ref)  # the test does exercise outages
+    assert aligner_a.camera_missing == sum(1 for o in obs_a if o.image is None)
+
+
+def test_long_outage_memory_bounded() -> None:
+    """A 60 s outage with a 1 kHz tactile flood, audio and proprio: buffers stay within their caps,
+    nothing is held, and one tick per period comes out."""
+    cfg = AlignerConfig(spec=SPEC, max_items=512, outage_period_s=0.1)
+    aligner = Aligner(cfg)
+    robot(aligner, 0, 500 * MS, camera=True)
+    n = 0
+    grid = np.zeros((5, 5), np.float32)
+    for k in range(500, 60_500):  # 1 ms steps
+        t = k * MS
+        n += len(aligner.add_tactile(t, grid))
+        if k % 10 == 0:
+            n += len(aligner.add_proprio(t, np.zeros(6, np.float32)))
+            n += len(aligner.add_audio(t, np.zeros(160, np.float32)))
+        if k % 1000 == 0:
+            sizes = aligner.buffer_sizes()
+            assert sizes["tactile"] <= 512 and sizes["pending_images"] == 0
+            assert sizes["audio_samples"] <= aligner._max_audio_samples
+    # last frame 0.48 s: ticks 1.0 .. 60.2 s (newest 60.499 s - max_wait)
+    assert n == aligner.camera_missing == 593
+    assert aligner.counters["evicted:tactile"] > 0

@@ -5,7 +5,9 @@
 * lifecycle transitions through lifecycle_msgs services, and ~/predict_rollout (N candidates back,
   bad requests rejected with a reason), plus planner_node commanding over the service;
 * a modality that stops shows up in /diagnostics while predictions continue; malformed messages are
-  counted there and do not stop the node.
+  counted there and do not stop the node;
+* a camera outage: affordances and world state keep coming from the other sensors (predicted frames
+  withheld), /diagnostics says "camera missing", and predicted frames come back with the camera.
 """
 
 from __future__ import annotations
@@ -365,6 +367,7 @@ class SyntheticRobot:
         bad_image: bool = False,
         nan_tactile: bool = False,
         tactile_shape: tuple[int, int] = (5, 5),
+        camera: bool = True,
     ) -> None:
         from embodied_wm.msg import AudioFrame, TactileArray
         from geometry_msgs.msg import TwistStamped
@@ -393,6 +396,8 @@ class SyntheticRobot:
         tw.header.stamp, tw.header.frame_id = ns_to_time(ns), "world"
         tw.twist.linear.x = 0.05
         self.pubs["twist"].publish(tw)
+        if not camera:
+            return
         img = rgb_to_image_msg(_frame(i), ns, "camera_optical_frame")
         if bad_image:
             img.data = img.data[:-100]  # shorter than step * height
@@ -825,3 +830,115 @@ def test_model_with_another_tactile_grid_gets_its_own_inputs(
     rejected = {k: int(v) for k, v in msgs.items() if k.startswith("invalid/tactile")}
     # The six 5x5 arrays, and none of the twelve 3x4 ones.
     assert sum(rejected.values()) == 6, msgs
+
+
+def test_camera_outage_keeps_affordances_and_flags_diagnostics(spawn: Callable, probe: Probe) -> None:
+    """The camera stops for 3 s of data time while audio, tactile, joints and twist go on: the node
+    (the learned model) keeps publishing ~/affordance and ~/world_state at the model's dt from the
+    other sensors, publishes no ~/predicted_frames for those stamps, says "camera missing since X s" at
+    WARN in /diagnostics, serves the rollout service for affordances only; the camera comes back:
+    predicted frames again and the camera status back to OK."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
+    from embodied_wm.srv import PredictRollout
+
+    from embodied_wm.ros.conversions import rgb_to_image_msg, time_to_ns
+
+    mdir = _model_dir()
+    assert mdir is not None, "models/tiny is shipped with the package but has no model files"
+    probe.collect(PredictedFrames, f"/{NODE}/predicted_frames", "frames")
+    probe.collect(AffordanceMap, f"/{NODE}/affordance", "aff")
+    probe.collect(WorldState, f"/{NODE}/world_state", "world")
+    probe.collect(DiagnosticArray, "/diagnostics", "diag", depth=50)
+    robot = SyntheticRobot(probe.node)
+    spawn(
+        _node_cmd(
+            "autostart:=true",
+            "backend:=onnxruntime",
+            "device:=cpu",
+            f"model:={mdir}",
+            "camera_timeout_s:=0.5",
+            "diagnostics.period_s:=0.3",
+        ),
+        "perception",
+    )
+    robot.wait_matched(90)
+    probe.wait_connected(INPUTS, {"frames": 1, "affordance": 1, "world_state": 1}, timeout=90)
+
+    def stamps(key: str) -> set[int]:
+        return {time_to_ns(m.header.stamp) for m in probe.get(key)}
+
+    def camera_status() -> DiagnosticStatus | None:
+        for arr in reversed(probe.get("diag")):
+            for st in arr.status:
+                if st.name == f"{NODE}: camera":
+                    return st
+        return None
+
+    for i in range(15):
+        robot.publish(i)
+        time.sleep(0.05)
+    last_frame = T0_NS + 14 * DT_NS
+    probe.wait_for(lambda: len(probe.get("frames")) >= 3, 60, "predictions with the camera")
+    # The camera stops; everything else goes on for 3 s of data time.
+    for i in range(15, 45):
+        robot.publish(i, camera=False)
+        time.sleep(0.05)
+    # Outage ticks: multiples of the model's dt (0.1 s) more than 0.5 s after the last frame, up to
+    # max_wait_s (0.2 s) behind the newest data (4.4 s): 2.0 .. 4.1 s after T0.
+    ticks = set(range(last_frame + 6 * DT_NS, T0_NS + 42 * DT_NS, DT_NS))
+
+    def outage_aff() -> set[int]:
+        return stamps("aff") & ticks
+
+    # Inference may skip observations as stale on a loaded CPU (counted): a few predictions suffice.
+    probe.wait_for(lambda: len(outage_aff()) >= 5, 60, "affordances during the camera outage")
+    probe.wait_for(
+        lambda: (st := camera_status()) is not None and st.level == DiagnosticStatus.WARN,
+        10,
+        "/diagnostics: camera missing",
+    )
+    st = camera_status()
+    assert st is not None and st.message.startswith("camera missing since "), st.message
+    vals = {kv.key: kv.value for kv in st.values}
+    assert vals["missing"] == "True" and float(vals["missing_since_s"]) >= 0.6, vals
+    assert set(vals["predicting_from"].split(", ")) == {"audio", "tactile", "proprio", "action"}, vals
+    assert int(vals["predicted_frames_withheld"]) >= 5 and int(vals["observations_without_camera"]) >= 5
+    inputs = probe.node_status(": inputs")
+    assert "image" in inputs["missing_modalities"], inputs
+    # Nothing but outage ticks after the last frame, no frames for them, world state for them too.
+    assert all(s in ticks for s in stamps("aff") if s > last_frame)
+    assert not stamps("frames") & ticks and max(stamps("frames")) <= last_frame
+    probe.wait_for(lambda: len(stamps("world") & ticks) >= 5, 10, "world state during the outage")
+    aff = next(m for m in probe.get("aff") if time_to_ns(m.header.stamp) in ticks)
+    assert aff.header.frame_id == "camera_optical_frame" and list(aff.channels) == ["contact", "movable"]
+    data = np.asarray(aff.data, np.float32)
+    assert data.size == 2 * 64 * 64 and np.isfinite(data).all() and 0 <= data.min() <= data.max() <= 1
+
+    # The rollout service from the camera-less state: affordances scored, frames withheld, goal refused.
+    req = PredictRollout.Request(num_candidates=3, horizon=8, action_dim=6, return_predictions=True)
+    req.actions = np.zeros(3 * 8 * 6, np.float32).tolist()
+    r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", req)
+    assert r.success and "camera missing" in r.message, r.message
+    assert len(r.scores) == 3 and len(r.affordances) == 3 and not r.predictions
+    req.goal = rgb_to_image_msg(_frame(30), 0, "")
+    r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", req)
+    assert not r.success and "camera missing" in r.message, r.message
+
+    # The camera comes back: predicted frames again, camera status OK.
+    for i in range(45, 60):
+        robot.publish(i)
+        time.sleep(0.05)
+    back = T0_NS + 45 * DT_NS
+    probe.wait_for(lambda: any(s >= back for s in stamps("frames")), 60, "frames after the camera returns")
+    probe.wait_for(
+        lambda: (st := camera_status()) is not None and st.level == DiagnosticStatus.OK,
+        10,
+        "/diagnostics: camera back",
+    )
+    assert camera_status().message == "camera frames arriving"  # type: ignore[union-attr]
+    # Frames and affordances share stamps again: no camera-less observation after the return (the
+    # outage ticks up to 4.4 s come out when the first frame back completes them).
+    assert all(s in stamps("aff") for s in stamps("frames") if s >= back)
+    assert not [s for s in stamps("aff") - stamps("frames") if s > T0_NS + 44 * DT_NS]
+    assert probe.lost["aff"] == probe.lost["frames"] == 0, probe.lost

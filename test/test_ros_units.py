@@ -225,6 +225,59 @@ def test_diagnostics_array() -> None:
     assert float(inf["latency_ms/predict/p99"]) == pytest.approx(99.01)
     msgs = D.status_values(arr, ": messages")
     assert msgs["invalid/image:data_length"] == "2" and arr.status[2].level == D.WARN
+    assert arr.status[3].name == "perception_node: camera" and arr.status[3].level == D.OK
+    assert D.status_values(arr, ": camera")["missing"] == "False"
+
+
+def test_diagnostics_camera_outage() -> None:
+    """While the camera is out: '<node>: camera' at WARN, "camera missing since X s" in data time, what
+    the predictions come from, and the withheld frames; the inputs status leads with it. Not a warning
+    when the node is inactive or the camera input is disabled by configuration."""
+    from dataclasses import replace
+
+    from builtin_interfaces.msg import Time
+
+    from embodied_wm.ros import diagnostics as D
+
+    meters = {n: D.RateMeter() for n in ("camera", "audio")}
+    meters["camera"].tick(1_000_000_000, now=100.0)
+    meters["audio"].tick(3_500_000_000, now=102.5)
+    outage = D.CameraOutage(1_000_000_000, 3_300_000_000, ["audio", "tactile"])
+    snap = D.Snapshot(
+        node_name="perception_node",
+        lifecycle_state="active",
+        inputs={"camera": "/cam", "audio": "/audio"},
+        meters=meters,
+        camera_stamp_ns=1_000_000_000,
+        missing_after_s=1.0,
+        missing_in_last_observation=["image", "proprio"],
+        latency={},
+        counters=D.NodeCounters(predictions=30, camera_outages=1, frames_withheld=12),
+        pipeline_stats={"observations_without_camera": 14},
+        backend={"backend": "onnxruntime", "model_id": "m", "device": "cpu"},
+        backend_skipped={},
+        pending=False,
+        camera_outage=outage,
+    )
+    arr = D.build_array(snap, Time(sec=1), now=102.5)
+    cam = next(st for st in arr.status if st.name == "perception_node: camera")
+    assert cam.level == D.WARN
+    assert cam.message == (
+        "camera missing since 2.3 s: affordances and world state from audio, tactile; "
+        "predicted frames withheld"
+    )
+    vals = D.status_values(arr, ": camera")
+    assert vals["missing_since_s"] == "2.30" and vals["predicting_from"] == "audio, tactile"
+    assert vals["predicted_frames_withheld"] == "12" and vals["observations_without_camera"] == "14"
+    assert vals["last_frame_stamp_ns"] == "1000000000" and vals["outages"] == "1"
+    inputs = next(st for st in arr.status if st.name == "perception_node: inputs")
+    assert inputs.level == D.WARN and inputs.message.startswith("camera missing since 2.3 s")
+    never = replace(snap, camera_outage=D.CameraOutage(None, 5, ["audio"]))
+    assert D.status_values(D.build_array(never, Time()), ": camera")["missing_since_s"] == "no frame yet"
+    inactive = replace(snap, lifecycle_state="inactive")
+    for quiet in (inactive, replace(snap, inputs={"camera": "", "audio": "/a"})):
+        st = next(s for s in D.build_array(quiet, Time(), now=102.5).status if s.name.endswith(": camera"))
+        assert st.level == D.OK and "camera missing" in st.message
 
 
 def test_latest_only_worker_counts_replaced_items() -> None:

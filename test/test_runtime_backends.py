@@ -3,6 +3,7 @@ Observations (both CPU, fp32)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -130,13 +131,29 @@ def test_candidate_shape_errors(which: str, ort_be: OnnxRuntimeBackend, torch_be
         be.predict(make_observations(1)[0], actions=np.zeros((8, 3), np.float32))
 
 
-def test_missing_image_still_predicts(ort_be: OnnxRuntimeBackend) -> None:
-    """A missing camera frame is explicit (mask 0), not an error, for the learned backends."""
-    ort_be.reset()
-    obs = make_observations(1)[0]
-    obs.image = None
-    pred = ort_be.predict(obs)
-    assert pred.frames.shape == (8, 64, 64, 3)
+def test_missing_image_still_predicts(ort_be: OnnxRuntimeBackend, torch_be: TorchBackend) -> None:
+    """A missing camera frame (a camera outage) is explicit (mask 0), not an error, for the learned
+    backends: both give the same affordances from the other modalities, which do change them; the rollout
+    service works from that state; and the next frame has no previous frame (no motion across the gap)."""
+    obs = make_observations(4)
+    blind = [replace(o, image=None) for o in obs]
+    for be in (ort_be, torch_be):
+        be.reset()
+    a, b = ort_be.predict(obs[0]), torch_be.predict(obs[0])  # a frame before the outage
+    preds = [(ort_be.predict(o), torch_be.predict(o)) for o in blind[1:3]]
+    for a, b in preds:
+        assert a.frames.shape == (8, 64, 64, 3) and a.affordance.shape == (2, 64, 64)
+        assert np.isfinite(a.affordance).all() and 0.0 <= a.affordance.min() <= a.affordance.max() <= 1.0
+        assert np.abs(a.affordance - b.affordance).max() <= FLOAT_TOL
+        assert np.abs(a.latent - b.latent).max() <= FLOAT_TOL
+    # without the camera, audio and touch are what the affordance comes from
+    deaf = ort_be.predict(replace(blind[1], audio=None, tactile=None, stamp_ns=blind[1].stamp_ns + 1))
+    assert np.abs(preds[0][0].affordance - deaf.affordance).max() > 1e-4
+    assert ort_be.rollout(np.zeros((3, 8, 6), np.float32)).affordance.shape == (3, 2, 64, 64)
+    back = [be.predict(obs[3]) for be in (ort_be, torch_be)]
+    for be, got in zip((ort_be, torch_be), back):
+        be.reset()  # a fresh history: the frame after the outage is predicted as the first one
+        np.testing.assert_array_equal(got.frames, be.predict(obs[3]).frames)
 
 
 def test_onnxruntime_given_a_checkpoint_uses_the_export_cache(

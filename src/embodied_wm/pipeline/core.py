@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.errors import ConfigError
-from embodied_wm.observation import ModalitySpec, Observation, Prediction
+from embodied_wm.observation import NS_PER_S, ModalitySpec, Observation, Prediction
 from embodied_wm.runtime.base import Backend
 from embodied_wm.sensing.aligner import Aligner, AlignerConfig
 from embodied_wm.sensing.audio import decode_audio
@@ -66,6 +66,8 @@ class PipelineStats:
     received: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
     observations: int = 0
+    #: Of the observations, those made without a camera frame (camera outage, see the Aligner).
+    observations_without_camera: int = 0
     predictions: int = 0
     resets: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
@@ -78,6 +80,7 @@ class PipelineStats:
             "received": dict(self.received),
             "invalid": dict(self.invalid),
             "observations": self.observations,
+            "observations_without_camera": self.observations_without_camera,
             "predictions": self.predictions,
             "resets": self.resets,
             "dropped": dict(self.dropped),
@@ -129,6 +132,10 @@ class Pipeline:
                 )
             # An AlignerConfig built for its timing options only: give it the pipeline's spec.
             aligner = dataclasses.replace(aligner, spec=spec)
+        dt_ns = int(getattr(backend, "dt_ns", 0) or 0)
+        if aligner.outage_period_s is None and dt_ns > 0:
+            # Camera-less observations during an outage come at the model's step.
+            aligner = dataclasses.replace(aligner, outage_period_s=dt_ns / NS_PER_S)
         self.aligner = Aligner(aligner)
         self.stats = PipelineStats()
         self._serial = next(_SERIALS)
@@ -208,6 +215,7 @@ class Pipeline:
     # ------------------------------------------------------------------ internals
     def _after_align(self, out: list[Observation], align_ms: float) -> None:
         self.stats.observations += len(out)
+        self.stats.observations_without_camera = self.aligner.camera_missing
         self.stats.resets = self.aligner.resets
         self.stats.dropped = Counter(self.aligner.counters)
         epoch = (self._serial, self.aligner.epoch)

@@ -116,7 +116,28 @@ class NodeCounters:
     service_rejected: int = 0
     #: Camera stamps that went backwards (bag loop, sim reset): the backend history was reset.
     time_jumps: int = 0
+    #: Camera outages begun (a camera-less observation after frames, or before the first frame).
+    camera_outages: int = 0
+    #: Predictions from camera-less observations whose frames were not published (see perception_node).
+    frames_withheld: int = 0
+    #: Camera-less observations not predicted: the backend (a baseline) has no affordance output.
+    no_camera_not_predicted: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class CameraOutage:
+    """The camera is missing: the newest observation (stamp ``latest_ns``) has no frame; the last frame
+    before it was stamped ``last_frame_ns`` (None: no frame since activation). Data time."""
+
+    last_frame_ns: int | None
+    latest_ns: int
+    #: Modalities the camera-less observations carry (what the predictions come from).
+    present: list[str] = field(default_factory=list)
+
+    @property
+    def missing_for_s(self) -> float | None:
+        return None if self.last_frame_ns is None else (self.latest_ns - self.last_frame_ns) / 1e9
 
 
 def flatten_stats(value: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -172,6 +193,8 @@ class Snapshot:
     #: output (``predicted_frames``, ``affordance``, ...) -> subscriptions our publisher is matched with
     #: (DDS writer side): a consumer receives only what is published after its match.
     subscribers: Mapping[str, int] = field(default_factory=dict)
+    #: Set while the camera is out (the node predicts from the other sensors), else None.
+    camera_outage: CameraOutage | None = None
 
 
 def silent_inputs(snap: Snapshot, now: float | None = None) -> dict[str, str]:
@@ -197,8 +220,37 @@ def silent_inputs(snap: Snapshot, now: float | None = None) -> dict[str, str]:
     return out
 
 
+def _camera_status(snap: Snapshot, hw: str) -> DiagnosticStatus:
+    """'<node>: camera': WARN while the camera is out and the node predicts without it."""
+    c, out = snap.counters, snap.camera_outage
+    stats = snap.pipeline_stats if isinstance(snap.pipeline_stats, Mapping) else {}
+    vals = [
+        ("missing", str(out is not None)),
+        ("outages", str(c.camera_outages)),
+        ("observations_without_camera", str(stats.get("observations_without_camera", 0))),
+        ("predicted_frames_withheld", str(c.frames_withheld)),
+        ("not_predicted_without_camera", str(c.no_camera_not_predicted)),
+    ]
+    if out is None:
+        return _status(f"{snap.node_name}: camera", hw, OK, "camera frames arriving", vals)
+    since = out.missing_for_s
+    vals += [
+        ("missing_since_s", f"{since:.2f}" if since is not None else "no frame yet"),
+        ("last_frame_stamp_ns", str(out.last_frame_ns) if out.last_frame_ns is not None else ""),
+        ("predicting_from", ", ".join(out.present)),
+    ]
+    what = f"camera missing since {since:.1f} s" if since is not None else "camera missing (no frame yet)"
+    if out.present:
+        what += f": affordances and world state from {', '.join(out.present)}; predicted frames withheld"
+    disabled = not snap.inputs.get("camera", "x")
+    level = WARN if snap.lifecycle_state == "active" and not disabled else OK
+    if disabled:
+        what = "camera input disabled; " + what
+    return _status(f"{snap.node_name}: camera", hw, level, what, vals)
+
+
 def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> DiagnosticArray:
-    """Three statuses: '<node>: inputs', '<node>: inference', '<node>: messages'."""
+    """Four statuses: '<node>: inputs', '<node>: inference', '<node>: messages', '<node>: camera'."""
     now = time.monotonic() if now is None else now
     hw = str(snap.backend.get("device", snap.backend.get("backend", "")))
     arr = DiagnosticArray()
@@ -227,6 +279,9 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
         vals.append((f"{name}/missing_reason", why))
     active = snap.lifecycle_state == "active"
     problems = []
+    if snap.camera_outage is not None and snap.inputs.get("camera"):
+        since = snap.camera_outage.missing_for_s
+        problems.append("camera missing" + (f" since {since:.1f} s" if since is not None else ""))
     if missing:
         problems.append("missing modalities: " + ", ".join(missing))
     if silent:
@@ -253,6 +308,7 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
         ("dropped/rate_limited", str(c.rate_limited)),
         ("prediction_errors", str(c.prediction_errors)),
         ("time_jumps", str(c.time_jumps)),
+        ("predicted_frames_withheld", str(c.frames_withheld)),
         ("service_calls", str(c.service_calls)),
         ("service_rejected", str(c.service_rejected)),
         ("busy", str(snap.pending)),
@@ -279,6 +335,7 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
     level = WARN if n_invalid else OK
     msg = f"{n_invalid} invalid messages" if n_invalid else "no invalid messages"
     statuses.append(_status(f"{snap.node_name}: messages", hw, level, msg, vals))
+    statuses.append(_camera_status(snap, hw))
     arr.status = statuses
     return arr
 
@@ -308,6 +365,7 @@ __all__ = [
     "ERROR",
     "OK",
     "WARN",
+    "CameraOutage",
     "LatencyStats",
     "NodeCounters",
     "RateMeter",

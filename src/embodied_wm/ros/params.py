@@ -110,6 +110,14 @@ _PERCEPTION: list[ParamSpec] = [
         number=True,
         live=True,
     ),
+    ParamSpec(
+        "camera_timeout_s",
+        0.5,
+        "camera outage: no frame for longer than this (data time) while other inputs go on -> affordances "
+        "and world state from the other sensors at the model's dt, predicted frames withheld; 0 = off",
+        number(0.0, 60.0),
+        number=True,
+    ),
     ParamSpec("frame_id", "", "frame_id of outputs; '' = the camera image's frame_id", any_string),
     ParamSpec("publish_world_state", True, "publish ~/world_state (the latent)", any_bool),
     ParamSpec(

@@ -17,6 +17,18 @@ shared-memory segment); with the 0.5 MB default a subscriber that stalls briefly
 predictions (see ``qos.default_shm_profile``).
 Service: ``~/predict_rollout`` (embodied_wm/srv/PredictRollout), see ``score_rollout``.
 
+Camera outage (``camera_timeout_s``, default 0.5 s of data time; 0 = off): while the camera is silent and
+the other inputs go on, the Aligner makes camera-less observations at the model's dt (see
+``embodied_wm.sensing.aligner``) and the node keeps publishing ``~/affordance`` and ``~/world_state`` from
+them (audio, touch, joints, action through the model's missing-modality path). ``~/predicted_frames`` and
+``~/preview/frames`` are *not* published for them: with no frame to warp the model's frames are not a
+prediction of the scene, and a planner reading the topic cannot tell a black or invented frame from one
+(a confidence of 0 would be ignored by consumers that never read it; absence cannot be). The rollout
+service still scores affordances then, but refuses goal-image scoring and returns no frames. /diagnostics
+adds '<node>: camera' (WARN "camera missing since X s", X in data time since the last frame) and counts
+the withheld predictions. With a baseline backend (no affordances) camera-less observations are not
+predicted at all. Frames coming back end the outage: predictions with frames again.
+
 Design:
 * Every message goes through ONE ``Pipeline`` (decode, validate, align): the same code the offline replay
   runs, so live and offline predictions agree for the same bag and model.
@@ -72,6 +84,7 @@ from embodied_wm.ros.qos import default_shm_profile, diagnostics_qos, output_qos
 from embodied_wm.ros.worker import LatestOnlyWorker
 from embodied_wm.runtime.base import BackendError
 from embodied_wm.runtime.select import create_backend_with_fallback
+from embodied_wm.sensing.aligner import AlignerConfig
 from embodied_wm.srv import PredictRollout
 
 
@@ -119,6 +132,11 @@ class PerceptionNode(LifecycleNode):
         self._last_submitted_ns: int | None = None
         self._last_obs_ns: int | None = None
         self._last_missing: list[str] = []
+        #: Stamp of the newest observation with a camera frame, and the outage in progress (or None).
+        self._last_frame_obs_ns: int | None = None
+        self._outage: diag.CameraOutage | None = None
+        #: The backend's current state was encoded without a camera frame (set with _infer_lock held).
+        self._state_without_camera = False
         self._input_issues: dict[str, str] = {}
         self._lost: dict[str, int] = {}
         self._last_frame_id = "camera_optical_frame"
@@ -174,7 +192,7 @@ class PerceptionNode(LifecycleNode):
                 f"(backend {backend.name}, model {backend.model_id}); set horizon: 0 to accept any"
             )
         self._backend, self._backend_skipped = backend, skipped
-        self._pipeline = Pipeline(backend)
+        self._pipeline = self._new_pipeline()
         self.get_logger().info(
             f"backend {backend.name} (model {backend.model_id}, horizon {backend.horizon}, "
             f"dt {backend.dt_ns / 1e9:.3f} s, {backend.image_size[1]}x{backend.image_size[0]})"
@@ -205,7 +223,18 @@ class PerceptionNode(LifecycleNode):
         self._counters = diag.NodeCounters()
         self._latency = diag.LatencyStats()
         self._camera_stamp_ns = self._last_submitted_ns = self._last_obs_ns = None
+        self._reset_outage()
         self._input_issues, self._lost = {}, {}
+
+    def _new_pipeline(self) -> Any:
+        # The outage clock runs at the backend's dt (Pipeline fills it in).
+        timeout = float(self._cfg["camera_timeout_s"])
+        return Pipeline(self._backend, aligner=AlignerConfig(camera_timeout_s=timeout))
+
+    def _reset_outage(self) -> None:
+        self._last_frame_obs_ns = None
+        self._outage = None
+        self._state_without_camera = False
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = self._cfg
@@ -232,7 +261,8 @@ class PerceptionNode(LifecycleNode):
         # frames held or remembered from before a deactivation would mix two unrelated stretches of data.
         with self._infer_lock, self._pipe_lock:
             self._backend.reset()
-            self._pipeline = Pipeline(self._backend)
+            self._pipeline = self._new_pipeline()
+            self._reset_outage()
         self._camera_stamp_ns = self._last_submitted_ns = self._last_obs_ns = None
         self._worker = LatestOnlyWorker(self._infer, self._on_infer_error, "ewm-inference")
         self._worker.start()
@@ -340,14 +370,44 @@ class PerceptionNode(LifecycleNode):
 
         return _callback
 
+    def _track_camera(self, obs: Observation, jumped: bool) -> bool:
+        """Follow camera outages (see the module docstring); False if ``obs`` is not worth predicting.
+        ``jumped``: time went backwards at ``obs`` (a new timeline)."""
+        if obs.image is not None:
+            self._last_frame_obs_ns, self._outage = obs.stamp_ns, None
+            return True
+        present = [m for m, ok in obs.present.items() if ok]
+        if self._outage is None or jumped:
+            self._counters.camera_outages += 1
+            since = self._last_frame_obs_ns
+            if since is not None and (jumped or since > obs.stamp_ns):
+                since = None  # the last frame belongs to the old timeline
+            self._outage = diag.CameraOutage(since, obs.stamp_ns, present)
+            self.get_logger().warning(
+                "camera missing"
+                + (f" since {(obs.stamp_ns - since) / 1e9:.2f} s" if since is not None else "")
+                + f": predicting affordances from {', '.join(present) or 'nothing'}"
+                + "; predicted frames withheld"
+            )
+        else:
+            self._outage.latest_ns, self._outage.present = obs.stamp_ns, present
+        backend = self._backend
+        if backend is not None and not backend.affordance_channels:
+            self._counters.no_camera_not_predicted += 1  # a baseline: frames only, and those are withheld
+            return False
+        return True
+
     def _on_observation(self, obs: Observation, t_recv: float) -> None:
         self._last_missing = list(obs.missing)
-        if self._last_obs_ns is not None and obs.stamp_ns < self._last_obs_ns:
+        jumped = self._last_obs_ns is not None and obs.stamp_ns < self._last_obs_ns
+        if jumped:
             # Time went backwards (bag loop, simulator reset). The pipeline resets the backend itself
             # (aligner epochs), so live and offline runs reset at the same observation; we only count it.
             self._counters.time_jumps += 1
             self._last_submitted_ns = None
         self._last_obs_ns = obs.stamp_ns
+        if not self._track_camera(obs, jumped):
+            return
         rate = float(self._live.get("rate_hz", 0.0))
         if rate > 0 and self._last_submitted_ns is not None:
             # Rate limiting in data time, so a replay at any speed predicts at the same stamps.
@@ -377,6 +437,7 @@ class PerceptionNode(LifecycleNode):
             if pipeline is None:
                 return
             pred: Prediction = pipeline.predict(obs)
+            self._state_without_camera = obs.image is None
         t1 = time.monotonic()
         fid = self._cfg.get("frame_id") or obs.frame_id or pred.frame_id
         self._last_frame_id = fid
@@ -393,7 +454,12 @@ class PerceptionNode(LifecycleNode):
         pubs = self._pubs
         if not pubs:
             return
-        pubs["frames"].publish(conv.prediction_to_frames_msg(pred, frame_id))
+        with_camera = obs.image is not None
+        if with_camera:
+            pubs["frames"].publish(conv.prediction_to_frames_msg(pred, frame_id))
+        else:
+            # Camera outage: no frame to warp, so the frames are no prediction (module docstring).
+            self._counters.frames_withheld += 1
         pubs["affordance"].publish(conv.prediction_to_affordance_msg(pred, frame_id))
         if "world_state" in pubs:
             pubs["world_state"].publish(conv.prediction_to_world_state_msg(pred, frame_id))
@@ -401,14 +467,17 @@ class PerceptionNode(LifecycleNode):
             return
         scale = int(self._live.get("preview.scale", 1))
         # Previews are for people: skip the pixel work when nobody is looking.
-        if pubs["preview_frames"].get_subscription_count() > 0:
+        if with_camera and pubs["preview_frames"].get_subscription_count() > 0:
             tile = conv.tile_preview(
                 obs.image, pred.frames, int(self._live.get("preview.max_frames", 4)), scale
             )
             pubs["preview_frames"].publish(conv.rgb_to_image_msg(tile, pred.stamp_ns, frame_id))
         if pubs["preview_affordance"].get_subscription_count() > 0:
             h, w = pred.frames.shape[1:3]
-            base = conv.resize_nearest(obs.image, h, w) if obs.image is not None else pred.frames[0]
+            # Without a camera frame the heat map goes over black, not over a made-up frame.
+            base = np.zeros((h, w, 3), np.uint8)
+            if obs.image is not None:
+                base = conv.resize_nearest(obs.image, h, w)
             img = conv.affordance_preview(
                 base,
                 pred.affordance,
@@ -473,6 +542,12 @@ class PerceptionNode(LifecycleNode):
         with self._infer_lock:
             if self._pipeline is None:
                 raise _RejectedError("node was cleaned up")
+            without_camera = self._state_without_camera
+            if without_camera and goal is not None:
+                raise _RejectedError(
+                    "camera missing: the current state has no camera frame, so predicted frames (and a "
+                    "goal-image score) mean nothing; score affordance channels only"
+                )
             try:
                 rollout: Rollout = backend.rollout(actions.reshape(n, k, a))
             except BackendError as exc:
@@ -484,12 +559,16 @@ class PerceptionNode(LifecycleNode):
         if request.return_predictions:
             fid = self._cfg.get("frame_id") or self._last_frame_id
             response.predictions, response.affordances = conv.rollout_to_msgs(rollout, fid)
+            if without_camera:
+                response.predictions = []  # withheld, as on ~/predicted_frames
         known = set(rollout.affordance_channels) | {GOAL_CHANNEL}
         ignored = sorted(set(request.score_channels) - known)
         response.success = True
-        response.message = f"{n} candidates scored at stamp {rollout.stamp_ns}" + (
-            f"; ignored score channels the model does not produce: {', '.join(ignored)}" if ignored else ""
-        )
+        response.message = f"{n} candidates scored at stamp {rollout.stamp_ns}"
+        if ignored:
+            response.message += f"; ignored score channels the model does not produce: {', '.join(ignored)}"
+        if without_camera:
+            response.message += "; camera missing: affordances only, predicted frames withheld"
 
     # ---------------------------------------------------------------------------- diagnostics
     def diagnostics_snapshot(self) -> diag.Snapshot:
@@ -524,6 +603,7 @@ class PerceptionNode(LifecycleNode):
             lost=dict(self._lost),
             publishers=diag.matched_counts(self._sub_by_input, "get_publisher_count"),
             subscribers=diag.matched_counts(self._pubs, "get_subscription_count"),
+            camera_outage=self._outage,
         )
 
     def _publish_diagnostics(self) -> None:

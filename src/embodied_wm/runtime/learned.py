@@ -162,8 +162,9 @@ class LearnedBackend(Backend):
         latent = self._latent(state)
         t4 = time.perf_counter()
         self._state, self._state_stamp_ns = state, obs.stamp_ns
-        if obs.image is not None:
-            self._prev_obs = obs
+        # After a camera-less observation (camera outage) the next frame has no previous one dt before
+        # it: "no motion seen yet", as at start, rather than motion across the whole outage.
+        self._prev_obs = obs if obs.image is not None else None
         return Prediction(
             stamp_ns=obs.stamp_ns,
             dt_ns=self.dt_ns,

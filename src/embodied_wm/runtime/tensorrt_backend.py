@@ -157,8 +157,7 @@ def calibration_batches(
             out["rollout"].append({**dict(zip(state_names, state)), "actions": actions})
             if len(out["encoder"]) >= max_batches:
                 break
-        if obs.image is not None:
-            prev = obs
+        prev = obs if obs.image is not None else None  # as LearnedBackend: no motion across an outage
     if not out["encoder"]:
         raise BackendError(f"{bag}: no observations decoded for INT8 calibration")
     return out

@@ -1,7 +1,8 @@
 """Time alignment of camera frames with audio, tactile, proprio and action streams.
 
-One Observation per camera frame. The rules are chosen so the result depends only on the per-topic
-streams, not on how topics interleave (live DDS delivery vs. a bag read in stamp order):
+One Observation per camera frame, plus camera-less ones while the camera is out (below). The rules are
+chosen so the result depends only on the per-topic streams, not on how topics interleave (live DDS
+delivery vs. a bag read in stamp order):
 
 * A frame at ``t`` is held until every *active* modality has shown it has nothing more to say about
   ``t`` (a reading with stamp >= t; audio: samples covering t, or a chunk starting after t), or until
@@ -32,6 +33,21 @@ streams, not on how topics interleave (live DDS delivery vs. a bag read in stamp
   of that frame are dropped and counted the same way (what they evicted meanwhile stays lost).
   A future *image* is not rejected (it is the reference): it is emitted, readings stay ``too_old``
   until the next in-time image, which is a backwards jump of the image clock, i.e. one reset.
+* Camera outage (``camera_timeout_s`` > 0): an *outage tick* is a multiple ``t`` of
+  ``outage_period_s`` (the model's dt: a fixed grid in data time anchored at stamp 0, so runs agree
+  without shared state) lying more than ``camera_timeout_s`` after the last camera frame before it
+  (before any frame: after the epoch's first stamp). A tick is handled like a frame without an image:
+  held until complete or until ``t + max_wait_s`` is passed (then, within the topic-lag contract, no
+  frame stamped <= t can still come), then emitted as an Observation with ``image=None`` and the
+  readings a frame at ``t`` would get, in stamp order with the frames. A tick without a single reading
+  is skipped; where no stream is active the clock jumps to where data could make one active, so a long
+  silence costs no loop. So camera-less Observations come at the model's rate, ``max_wait_s`` behind
+  the newest data, and stop when frames come back. Nothing is buffered for ticks: memory stays within
+  the stream caps. Limits: a camera slower than ``1 / camera_timeout_s`` Hz, or lagging the other
+  streams by more than about ``camera_timeout_s``, looks like an outage between its frames (raise the
+  timeout); with a single non-image stream the ticks stop ``future_s`` after the last frame (nothing
+  vouches for its stamps, see above); backwards jumps are detected on the image stream only, so a bag
+  loop or simulator reset during an outage stops the ticks until frames come back.
 """
 
 from __future__ import annotations
@@ -51,6 +67,8 @@ log = logging.getLogger(__name__)
 
 #: Non-image streams the Aligner buffers, in Observation order.
 STREAMS: tuple[str, ...] = ("audio", "tactile", "proprio", "action")
+#: Outage clock period when neither the config nor a Pipeline's backend gives one (the shipped model's dt).
+DEFAULT_OUTAGE_PERIOD_S = 0.1
 
 
 @dataclass
@@ -79,6 +97,13 @@ class AlignerConfig:
     #: streams' in-time readings. Such a stamp can still make its own stream's next readings look like
     #: a backwards jump (stashed, lost) for up to future_s - reset_jump_s of data time.
     future_s: float = 2.0
+    #: Camera outage: no frame for longer than this (data time) while other streams go on -> camera-less
+    #: Observations (image None) on the outage clock, see the module docstring. 0 = off. Must exceed the
+    #: camera's frame period (0.5 s: cameras down to 2 Hz, and several dropped frames, are no outage).
+    camera_timeout_s: float = 0.5
+    #: Outage clock period (s). None = the model's dt (a Pipeline with a backend fills it in), else
+    #: DEFAULT_OUTAGE_PERIOD_S.
+    outage_period_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.spec.audio_window_samples < 1:
@@ -99,6 +124,13 @@ class AlignerConfig:
                 f"AlignerConfig.future_s ({self.future_s}) must exceed max_wait_s + reorder_s "
                 f"({self.max_wait_s} + {self.reorder_s}): in-time readings may lead the images that much"
             )
+        if not (math.isfinite(self.camera_timeout_s) and self.camera_timeout_s >= 0):
+            raise ConfigError(
+                f"AlignerConfig.camera_timeout_s must be >= 0 (0 = off), got {self.camera_timeout_s}"
+            )
+        period = self.outage_period_s
+        if period is not None and not (math.isfinite(period) and period >= 1e-3):
+            raise ConfigError(f"AlignerConfig.outage_period_s must be >= 0.001 s (or None), got {period}")
 
 
 class _Stream:
@@ -155,9 +187,15 @@ class _Stream:
     def pop_front(self, n: int) -> None:
         del self.stamps[:n], self.values[:n]
 
+    def first_from(self, lo: int) -> int | None:
+        """The earliest stamp >= lo, or None."""
+        i = bisect.bisect_left(self.stamps, lo)
+        return self.stamps[i] if i < len(self.stamps) else None
+
 
 class Aligner:
-    """Builds one Observation per camera frame from per-modality buffers (see the module docstring)."""
+    """Builds one Observation per camera frame (and per outage tick while the camera is out) from
+    per-modality buffers (see the module docstring)."""
 
     def __init__(self, config: AlignerConfig | None = None) -> None:
         self.config = config or AlignerConfig()
@@ -182,7 +220,20 @@ class Aligner:
         self._pending_stamps: list[int] = []
         self._pending: list[tuple[np.ndarray, str]] = []
         self._image_newest: int | None = None
+        #: Stamp of the last Observation emitted (frame or outage tick): nothing at or before it follows.
         self._last_emitted: int | None = None
+        # Outage clock (see the module docstring).
+        self._outage_after = round(cfg.camera_timeout_s * NS_PER_S)
+        self._period = round((cfg.outage_period_s or DEFAULT_OUTAGE_PERIOD_S) * NS_PER_S)
+        #: The last camera frame emitted (the outage reference) and its frame_id (given to ticks).
+        self._last_frame_out: int | None = None
+        self._frame_id = "camera_optical_frame"
+        #: Ticks at or before this stamp are done (emitted, or skipped with nothing active).
+        self._ticks_done: int | None = None
+        #: Earliest stamp taken in this epoch: the outage reference before the first frame.
+        self._epoch_first: int | None = None
+        #: Camera-less Observations emitted (outage ticks).
+        self.camera_missing = 0
         #: Reasons for dropping input, e.g. "duplicate:tactile", "out_of_order:image", "evicted:audio",
         #: "too_old:proprio", "future:action" (more than future_s ahead of every other stream).
         self.counters: Counter[str] = Counter()
@@ -224,7 +275,7 @@ class Aligner:
         if self._image_newest is not None and stamp < self._image_newest - self._jump:
             self._reset_on_jump(stamp)
         if self._last_emitted is not None and stamp <= self._last_emitted:
-            self.counters["duplicate:image" if stamp == self._last_emitted else "out_of_order:image"] += 1
+            self.counters["duplicate:image" if stamp == self._last_frame_out else "out_of_order:image"] += 1
             return []
         i = bisect.bisect_left(self._pending_stamps, stamp)
         if i < len(self._pending_stamps) and self._pending_stamps[i] == stamp:
@@ -232,6 +283,7 @@ class Aligner:
             return []
         self._pending_stamps.insert(i, stamp)
         self._pending.insert(i, (rgb, frame_id))
+        self._taken(stamp)
         if self._image_newest is None:
             self._image_newest = stamp
             self._drop_future()
@@ -240,6 +292,7 @@ class Aligner:
         out: list[Observation] = []
         while len(self._pending_stamps) > self.config.max_pending:
             self.counters["forced:image"] += 1
+            self._take_ticks(self._pending_stamps[0], self._newest(), True, out)
             out.append(self._emit_head())
         return out + self._drain()
 
@@ -265,10 +318,9 @@ class Aligner:
         return self._drain()
 
     def flush(self) -> list[Observation]:
-        """Emit every held frame now with whatever is buffered (end of a bag, shutdown)."""
-        out = [self._emit_head() for _ in range(len(self._pending_stamps))]
-        self._evict()
-        return out
+        """Emit every held frame now with whatever is buffered (end of a bag, shutdown), and the outage
+        ticks up to the newest stamp."""
+        return self._drain(final=True)
 
     def reset(self) -> None:
         """Forget everything (held frames included)."""
@@ -276,9 +328,14 @@ class Aligner:
             s.clear()
         self._clear_images()
         self._audio_samples = 0
+        self._epoch_first = None
         self.epoch += 1
 
     # ------------------------------------------------------------------ internals
+    def _taken(self, stamp: int) -> None:
+        if self._epoch_first is None or stamp < self._epoch_first:
+            self._epoch_first = stamp
+
     def _add(self, m: str, stamp: int, value: np.ndarray) -> bool:
         s = self._streams[m]
         if s.newest is not None and stamp < s.newest - self._jump:
@@ -304,6 +361,7 @@ class Aligner:
             self.counters[f"duplicate:{m}"] += 1
             return False
         s.after_reset = False
+        self._taken(stamp)
         return True
 
     def _newest(self, but: str | None = None) -> int | None:
@@ -318,6 +376,9 @@ class Aligner:
         more than future_s ahead of it, taken while nothing could show them wrong. Normally a no-op."""
         assert self._image_newest is not None
         limit = self._image_newest + self._future
+        if self._epoch_first is not None and self._epoch_first > limit:
+            # Every stamp taken so far is dropped below: the epoch starts at this frame.
+            self._epoch_first = self._image_newest
         for m, s in self._streams.items():
             if s.newest is None or s.newest <= limit:
                 continue
@@ -333,6 +394,8 @@ class Aligner:
         self._pending.clear()
         self._image_newest = None
         self._last_emitted = None
+        self._last_frame_out = None
+        self._ticks_done = None
 
     def _reset_on_jump(self, stamp: int) -> None:
         self.resets += 1
@@ -349,6 +412,8 @@ class Aligner:
         for s in self._streams.values():
             s.restart_from_stash()
         self._audio_samples = sum(v.size for v in self._streams["audio"].values)
+        firsts = [s.stamps[0] for s in self._streams.values() if s.stamps]
+        self._epoch_first = min(firsts) if firsts else None
 
     def _active(self, m: str, t: int) -> bool:
         return self._streams[m].any_in(t - self._active_lo, t - self._max_wait)
@@ -372,13 +437,16 @@ class Aligner:
                 return False
         return True
 
-    def _drain(self) -> list[Observation]:
+    def _drain(self, final: bool = False) -> list[Observation]:
+        """Emit what is ready, frames and outage ticks in stamp order (everything when ``final``)."""
         out: list[Observation] = []
         newest = self._newest()
-        while self._pending_stamps:
-            t = self._pending_stamps[0]
-            timed_out = newest is not None and newest > t + self._max_wait
-            if not (timed_out or self._complete(t)):
+        while True:
+            head = self._pending_stamps[0] if self._pending_stamps else None
+            if not self._take_ticks(head, newest, final, out) or head is None:
+                break
+            timed_out = newest is not None and newest > head + self._max_wait
+            if not (final or timed_out or self._complete(head)):
                 break
             out.append(self._emit_head())
         self._evict()
@@ -387,14 +455,70 @@ class Aligner:
     def _emit_head(self) -> Observation:
         t = self._pending_stamps.pop(0)
         rgb, frame_id = self._pending.pop(0)
-        self._last_emitted = t
-        obs = Observation(stamp_ns=t, image=rgb, frame_id=frame_id)
+        self._last_emitted = self._last_frame_out = t
+        self._frame_id = frame_id
+        return self._fill(Observation(stamp_ns=t, image=rgb, frame_id=frame_id))
+
+    def _fill(self, obs: Observation) -> Observation:
+        """Give ``obs`` the readings of every modality active at its stamp."""
+        t = obs.stamp_ns
         if self._active("audio", t):
             obs.audio = self._audio_window(t)
         for m in ("tactile", "proprio", "action"):
             if self._active(m, t):
                 setattr(obs, m, self._reading(m, t))
         return obs
+
+    # ------------------------------------------------------------------ camera outage
+    def _next_tick(self, before: int | None) -> int | None:
+        """The first outage tick not done yet, if it lies before the held frame ``before``."""
+        if not self._outage_after:
+            return None
+        ref = self._last_frame_out if self._last_frame_out is not None else self._epoch_first
+        if ref is None:
+            return None
+        lo = ref + self._outage_after
+        for done in (self._last_emitted, self._ticks_done):
+            if done is not None and done > lo:
+                lo = done
+        t = (lo // self._period + 1) * self._period  # the first multiple of the period after lo
+        return t if before is None or t < before else None
+
+    def _take_ticks(
+        self, before: int | None, newest: int | None, force: bool, out: list[Observation]
+    ) -> bool:
+        """Emit the outage ticks before the held frame ``before`` (None: no frame held) that are ready;
+        with ``force`` all of them (up to ``newest`` when no frame is held). True when none is left."""
+        while (t := self._next_tick(before)) is not None:
+            if force:
+                if before is None and (newest is None or t > newest):
+                    return True
+            elif not (newest is not None and newest > t + self._max_wait) and not (
+                before is not None and self._complete(t)
+            ):
+                # Not ready: a frame stamped <= t may still come, or an active stream is behind t.
+                return False
+            if not any(self._active(m, t) for m in STREAMS):
+                self._ticks_done = self._skip_from(t, newest)
+                continue
+            self._ticks_done = t
+            obs = self._fill(Observation(stamp_ns=t, image=None, frame_id=self._frame_id))
+            if len(obs.missing) == len(obs.present):
+                continue  # active streams, but no reading near t (past the data's end): nothing to say
+            self._last_emitted = t
+            self.camera_missing += 1
+            out.append(obs)
+        return True
+
+    def _skip_from(self, t: int, newest: int | None) -> int:
+        """No stream is active at tick ``t``: the last stamp before the first tick that could have one
+        active. A stream becomes active max_wait_s after a reading: the next buffered one (stamped after
+        t - max_wait_s, or it would be active at t), or one still to come (within the topic-lag contract
+        stamped after newest - max_wait_s)."""
+        nxt = [n for s in self._streams.values() if (n := s.first_from(t - self._active_lo)) is not None]
+        if newest is not None:
+            nxt.append(newest - self._max_wait)
+        return max(t, min(nxt) + self._max_wait - 1) if nxt else t
 
     def _reading(self, m: str, t: int) -> np.ndarray | None:
         s = self._streams[m]
