@@ -56,7 +56,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "contacts_topic",
             default_value="/fingertip/contacts",
-            description="bridged ros_gz_interfaces/Contacts topic",
+            description="bridged ros_gz_interfaces/Contacts topic (none = no /tactile, commands only)",
         ),
     ]
     # gz_sim.launch.py takes the whole gz command line as one string: the world, -r (run at start) and

@@ -5,7 +5,9 @@
         [params_file:=my.yaml] [fastdds_shm:=true] [namespace:=robot1]
 
 perception_node is a lifecycle node; with ``autostart:=true`` (default) it configures and activates itself,
-with ``autostart:=false`` drive it through ~/change_state (e.g. from a lifecycle manager).
+with ``autostart:=false`` drive it through ~/change_state (a lifecycle manager, or the ``ros2 lifecycle set``
+commands the node logs while it waits). ``<input>_topic:=none`` switches an optional input off (``ros2
+launch`` rejects an empty value).
 """
 
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
@@ -16,6 +18,14 @@ from launch_ros.descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+
+#: The same text in sim.launch.py and replay.launch.py (a test keeps them equal).
+FASTDDS_SHM_DESCRIPTION = (
+    "true: every node of this launch reads config/fastdds_shm.xml (FASTRTPS_DEFAULT_PROFILES_FILE; 16 MB "
+    "shared-memory segments, faster large images). false: the environment is left as it is, and "
+    "perception_node still loads that profile by itself unless FASTRTPS_DEFAULT_PROFILES_FILE is set "
+    "or EWM_FASTDDS_SHM=0"
+)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -30,7 +40,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("node_name", default_value="perception_node", description="node name"),
         DeclareLaunchArgument(
-            "autostart", default_value="true", description="configure + activate at start-up (lifecycle)"
+            "autostart",
+            default_value="true",
+            choices=["true", "false"],
+            description="configure + activate at start-up; false: wait for a lifecycle manager",
         ),
         DeclareLaunchArgument(
             "backend",
@@ -47,19 +60,27 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda | cuda:N"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
-        DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw", description="camera topic"),
+        DeclareLaunchArgument(
+            "camera_topic", default_value="/camera/image_raw", description="camera topic (required)"
+        ),
         DeclareLaunchArgument(
             "camera_transport", default_value="raw", choices=["raw", "compressed"], description="camera type"
         ),
-        DeclareLaunchArgument("audio_topic", default_value="/audio", description="audio topic ('' = none)"),
         DeclareLaunchArgument(
-            "tactile_topic", default_value="/tactile", description="tactile topic ('' = none)"
+            "audio_topic", default_value="/audio", description="audio topic (none = no audio)"
         ),
         DeclareLaunchArgument(
-            "joint_states_topic", default_value="/joint_states", description="joint states ('' = none)"
+            "tactile_topic", default_value="/tactile", description="tactile topic (none = no tactile input)"
         ),
         DeclareLaunchArgument(
-            "action_topic", default_value="/cmd_vel_ee", description="end-effector twist command ('' = none)"
+            "joint_states_topic",
+            default_value="/joint_states",
+            description="joint states topic (none = no joint states)",
+        ),
+        DeclareLaunchArgument(
+            "action_topic",
+            default_value="/cmd_vel_ee",
+            description="end-effector twist command topic (none = no actions)",
         ),
         DeclareLaunchArgument(
             "rate_hz",
@@ -77,7 +98,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "fastdds_shm",
             default_value="false",
-            description="use config/fastdds_shm.xml (16 MB shared-memory segments; faster large images)",
+            choices=["true", "false"],
+            description=FASTDDS_SHM_DESCRIPTION,
         ),
     ]
     shm = SetEnvironmentVariable(

@@ -3,12 +3,13 @@
     ros2 launch embodied_wm sim.launch.py [planner:=true goal_image:=/path/goal.png] [backend:=pytorch]
         [resolution:=64] [rate_hz:=10.0] [seed:=0] [realtime_factor:=1.0] [use_sim_time:=true]
 
+``fastdds_shm:=true`` gives every process (sim_node included) the shared-memory Fast DDS profile.
 With ``planner:=true`` the simulator executes external commands (policy external) and planner_node
 drives it over perception_node's ~/predict_rollout; otherwise the simulator's scripted policy moves the
 finger (``policy`` argument) and the perception node just watches.
 """
 
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
@@ -17,6 +18,14 @@ from launch_ros.descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+
+#: As in perception.launch.py (a test keeps them equal).
+FASTDDS_SHM_DESCRIPTION = (
+    "true: every node of this launch reads config/fastdds_shm.xml (FASTRTPS_DEFAULT_PROFILES_FILE; 16 MB "
+    "shared-memory segments, faster large images). false: the environment is left as it is, and "
+    "perception_node still loads that profile by itself unless FASTRTPS_DEFAULT_PROFILES_FILE is set "
+    "or EWM_FASTDDS_SHM=0"
+)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -57,8 +66,20 @@ def generate_launch_description() -> LaunchDescription:
             "num_candidates", default_value="32", description="planner candidates per query"
         ),
         DeclareLaunchArgument("max_speed", default_value="0.05", description="planner speed bound (m/s)"),
-        DeclareLaunchArgument("fastdds_shm", default_value="false", description="use config/fastdds_shm.xml"),
+        DeclareLaunchArgument(
+            "fastdds_shm",
+            default_value="false",
+            choices=["true", "false"],
+            description=FASTDDS_SHM_DESCRIPTION,
+        ),
     ]
+    # First, so that every process below inherits it: an environment variable set inside the included
+    # perception launch would reach only the nodes declared after the include (not sim_node).
+    shm = SetEnvironmentVariable(
+        "FASTRTPS_DEFAULT_PROFILES_FILE",
+        PathJoinSubstitution([share, "config", "fastdds_shm.xml"]),
+        condition=IfCondition(cfg("fastdds_shm")),
+    )
     # The planner needs the simulator to take its commands.
     policy = PythonExpression(["'external' if '", cfg("planner"), "' == 'true' else '", cfg("policy"), "'"])
     sim = Node(
@@ -104,4 +125,4 @@ def generate_launch_description() -> LaunchDescription:
             },
         ],
     )
-    return LaunchDescription([*args, sim, perception, planner])
+    return LaunchDescription([*args, shm, sim, perception, planner])

@@ -65,14 +65,28 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Check:
     return _check
 
 
-def topic_name(allow_empty: bool = True) -> Check:
-    """A plausible ROS topic name (absolute, relative or ~/private); '' disables the input."""
+#: The word that disables an optional topic. ``ros2 launch`` rejects an empty argument (``name:=``) and
+#: passes ``name:=''`` on as two quote characters, so "off" needs a word; '' works too where it can be
+#: written (YAML, ``-p name:=''``). A relative topic really called ``none`` must be written ``/none``.
+DISABLED_TOPIC = "none"
+
+
+def topic_disabled(topic: str) -> bool:
+    """True for the values that switch an optional topic off: '' and ``none``."""
+    return topic.strip() in ("", DISABLED_TOPIC)
+
+
+def topic_name(allow_empty: bool = True, required_because: str = "") -> Check:
+    """A plausible ROS topic name (absolute, relative or ~/private); with ``allow_empty`` also ``none``
+    or '' (the topic is disabled). ``required_because`` says why a required topic cannot be."""
 
     def _check(v: Any) -> str | None:
         if not isinstance(v, str):
             return f"must be a string; got {v!r}"
-        if v == "":
-            return None if allow_empty else "must not be empty"
+        if topic_disabled(v):
+            if allow_empty:
+                return None
+            return f"cannot be disabled ({required_because or 'required'}); got {v!r}"
         body = v[2:] if v.startswith("~/") else v.lstrip("/")
         ok = body != "" and all(c.isalnum() or c in "_/{}" for c in body) and not body[0].isdigit()
         if not ok or "//" in v or v.endswith("/"):

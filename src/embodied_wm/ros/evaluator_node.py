@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -48,6 +47,7 @@ from embodied_wm.io.stamps import to_ns
 from embodied_wm.msg import AffordanceMap, PredictedFrames
 from embodied_wm.observation import NS_PER_S, Observation
 from embodied_wm.ros import params as P
+from embodied_wm.ros import spin
 from embodied_wm.ros.conversions import frames_msg_to_numpy
 from embodied_wm.ros.qos import make_qos, output_qos
 from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
@@ -64,13 +64,13 @@ EVALUATOR_PARAMS: tuple[P.ParamSpec, ...] = (
     P.ParamSpec(
         "affordance_topic",
         "/perception_node/affordance",
-        "predicted AffordanceMap topic ('' = do not score affordances)",
+        "predicted AffordanceMap topic (none = do not score affordances)",
         P.topic_name(),
     ),
     P.ParamSpec(
         "ground_truth_topic",
         "/ground_truth/affordance",
-        "ground-truth AffordanceMap topic ('' = none)",
+        "ground-truth AffordanceMap topic (none = no ground truth)",
         P.topic_name(),
     ),
     P.ParamSpec("camera_topic", "/camera/image_raw", "camera topic", P.topic_name(allow_empty=False)),
@@ -183,9 +183,9 @@ class EvaluatorNode(Node):
         cam_type = CompressedImage if cfg["camera_transport"] == "compressed" else Image
         self.create_subscription(cam_type, cfg["camera_topic"], self._on_camera, cam_qos)
         self.create_subscription(PredictedFrames, cfg["predictions_topic"], self._on_prediction, pred_qos)
-        if cfg["affordance_topic"]:
+        if not P.topic_disabled(cfg["affordance_topic"]):
             self.create_subscription(AffordanceMap, cfg["affordance_topic"], self._on_affordance, pred_qos)
-        if cfg["ground_truth_topic"]:
+        if not P.topic_disabled(cfg["ground_truth_topic"]):
             self.create_subscription(
                 AffordanceMap, cfg["ground_truth_topic"], self._on_ground_truth, pred_qos
             )
@@ -375,30 +375,31 @@ class EvaluatorNode(Node):
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv if argv is None else ["evaluator_node", *argv])
     try:
-        rclpy.init(args=args)
+        spin.init(args)
     except RuntimeError as exc:  # rcl's RCLError: malformed --ros-args
         print(f"evaluator_node: error: {exc}", file=sys.stderr)
         return 1
     node: EvaluatorNode | None = None
     executor = SingleThreadedExecutor()
+    rc = 0
     try:
         node = EvaluatorNode()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin.spin_until_shutdown(executor)
+    except ExternalShutdownException:
         pass
     except (ValueError, OSError, ParameterException) as exc:  # bad parameters or an unwritable results path
         print(f"evaluator_node: error: {exc}", file=sys.stderr)
-        return 1
+        rc = 1
     finally:
         if node is not None:
-            node.close()
+            # close() scores what is pending and writes the summary: a SIGINT must not lose it.
+            spin.quietly("evaluator_node", "close", node.close)
             executor.remove_node(node)
-            node.destroy_node()
-        executor.shutdown(timeout_sec=1.0)
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+            spin.quietly("evaluator_node", "destroy node", node.destroy_node)
+        spin.quietly("evaluator_node", "executor", lambda: executor.shutdown(timeout_sec=1.0))
+        spin.shutdown_context()
+    return rc
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from std_msgs.msg import Float64
 
 from embodied_wm.errors import ConfigError
 from embodied_wm.msg import TactileArray
+from embodied_wm.ros.params import topic_disabled
 from embodied_wm.ros.spin import spin_node
 
 JOINT_NAMES = ("finger_x", "finger_y", "finger_z")
@@ -141,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             rate = float(d("rate_hz", 10.0).value)
             if rate <= 0:
                 raise ConfigError(f"rate_hz must be > 0, got {rate}")
-            self.pub = self.create_publisher(
-                TactileArray, d("tactile_topic", "/tactile").value, qos_profile_sensor_data
-            )
-            self.create_subscription(
-                Contacts, self.contacts_topic, self._on_contacts, qos_profile_sensor_data
-            )
+            tactile_topic = d("tactile_topic", "/tactile").value
+            # contacts_topic none: no tactile output, only the command split below.
+            self.tactile = not (topic_disabled(self.contacts_topic) or topic_disabled(tactile_topic))
+            if self.tactile:
+                self.pub = self.create_publisher(TactileArray, tactile_topic, qos_profile_sensor_data)
+                self.create_subscription(
+                    Contacts, self.contacts_topic, self._on_contacts, qos_profile_sensor_data
+                )
             self.create_subscription(
                 JointState,
                 d("joint_states_topic", "/joint_states").value,
@@ -171,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     self._on_cmd,
                     qos_profile_sensor_data,
                 )
-            self.create_timer(1.0 / rate, self._publish)
+            if self.tactile:
+                self.create_timer(1.0 / rate, self._publish)
 
         def _on_joints(self, msg: Any) -> None:
             tip = tip_center_from_joints(list(msg.name), list(msg.position), self.base_offset)

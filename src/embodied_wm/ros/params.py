@@ -19,6 +19,7 @@ from typing import Any
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
 from embodied_wm.paramspec import (
+    DISABLED_TOPIC,
     Check,
     ParamSpec,
     any_bool,
@@ -29,6 +30,7 @@ from embodied_wm.paramspec import (
     number,
     one_of,
     spec_table,
+    topic_disabled,
     topic_name,
     validate,
 )
@@ -38,6 +40,9 @@ from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS, DEVICES_HI
 CAMERA_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 TACTILE_TYPES: tuple[str, ...] = ("tactile_array", "float32_multiarray")
 RELIABILITY_NAMES: tuple[str, ...] = ("best_effort", "reliable", "system_default")
+#: perception_node's ``autostart`` default, the same in config/perception.yaml and perception.launch.py
+#: (a test keeps them equal): a node started with ``ros2 run`` and no params file starts predicting.
+AUTOSTART_DEFAULT = True
 #: Sensor inputs of the perception node, in the order they are subscribed.
 INPUTS: tuple[str, ...] = ("camera", "audio", "tactile", "joint_states", "action")
 
@@ -56,23 +61,31 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
 # ------------------------------------------------------------------------------------ perception
 _PERCEPTION: list[ParamSpec] = [
     ParamSpec(
-        "autostart", False, "configure and activate on start-up (no lifecycle manager needed)", any_bool
+        "autostart",
+        AUTOSTART_DEFAULT,
+        "configure and activate on start-up; false: wait for a lifecycle manager or `ros2 lifecycle set`",
+        any_bool,
     ),
     ParamSpec(
         "topics.camera",
         "/camera/image_raw",
         "camera topic (sensor_msgs/Image or CompressedImage)",
-        topic_name(allow_empty=False),
+        topic_name(allow_empty=False, required_because="the model predicts from camera frames"),
     ),
-    ParamSpec("topics.audio", "/audio", "audio topic (embodied_wm/AudioFrame); '' = no audio", topic_name()),
-    ParamSpec("topics.tactile", "/tactile", "tactile topic; '' = no tactile input", topic_name()),
     ParamSpec(
-        "topics.joint_states", "/joint_states", "sensor_msgs/JointState topic; '' = none", topic_name()
+        "topics.audio", "/audio", "audio topic (embodied_wm/AudioFrame); none = no audio", topic_name()
+    ),
+    ParamSpec("topics.tactile", "/tactile", "tactile topic; none = no tactile input", topic_name()),
+    ParamSpec(
+        "topics.joint_states",
+        "/joint_states",
+        "sensor_msgs/JointState topic; none = no joint states",
+        topic_name(),
     ),
     ParamSpec(
         "topics.action",
         "/cmd_vel_ee",
-        "end-effector twist command (geometry_msgs/TwistStamped); '' = none",
+        "end-effector twist command (geometry_msgs/TwistStamped); none = no actions",
         topic_name(),
     ),
     ParamSpec(
@@ -208,9 +221,11 @@ def read_all(node: Any, specs: Iterable[ParamSpec]) -> dict[str, Any]:
 
 
 __all__ = [
+    "AUTOSTART_DEFAULT",
     "BACKENDS",
     "BASELINE_BACKENDS",
     "CAMERA_TRANSPORTS",
+    "DISABLED_TOPIC",
     "INPUTS",
     "PERCEPTION_PARAMS",
     "PLANNER_PARAMS",
@@ -229,6 +244,7 @@ __all__ = [
     "one_of",
     "read_all",
     "spec_table",
+    "topic_disabled",
     "topic_name",
     "validate",
 ]

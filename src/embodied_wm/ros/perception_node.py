@@ -4,7 +4,8 @@ Inputs (sensor-data QoS per REP-2003 unless overridden by ``qos.<input>.*``):
   ``topics.camera`` sensor_msgs/Image (or CompressedImage with ``camera_transport: compressed``),
   ``topics.audio`` embodied_wm/AudioFrame, ``topics.tactile`` embodied_wm/TactileArray (or
   std_msgs/Float32MultiArray with ``tactile_type: float32_multiarray``), ``topics.joint_states``
-  sensor_msgs/JointState, ``topics.action`` geometry_msgs/TwistStamped. An empty topic disables the input.
+  sensor_msgs/JointState, ``topics.action`` geometry_msgs/TwistStamped. ``none`` (or '') disables an input
+  (all but the camera).
 
 Outputs (reliable, keep last ``qos.output.depth``):
   ``~/predicted_frames`` PredictedFrames, ``~/affordance`` AffordanceMap, ``~/world_state`` WorldState,
@@ -44,10 +45,14 @@ Design:
   the very callbacks it was meant to run in parallel.
 * Lifecycle: configure creates the backend, pipeline, publishers and service; activate subscribes;
   deactivate unsubscribes and lets the worker finish; cleanup releases the backend. ``autostart: true``
-  configures and activates at start-up (no lifecycle manager needed).
+  (the default, ``params.AUTOSTART_DEFAULT``) configures and activates at start-up; with ``false`` the
+  node logs the ``ros2 lifecycle set`` commands that start it and waits.
+* Shutdown (SIGINT/SIGTERM, any number of them): see ``ros/spin.py``; ``main`` stops the rollout
+  service thread, runs the lifecycle shutdown transition (the inference thread finishes and publishes
+  its prediction), destroys the nodes and shuts the context down last, and exits 0.
 
 Run: ``perception_node --ros-args --params-file config/perception.yaml`` (or ``python -m
-embodied_wm.ros.perception_node --ros-args -p autostart:=true``).
+embodied_wm.ros.perception_node --ros-args -p model:=DIR``).
 
 Length (~600 lines): one lifecycle node's transitions, input callbacks, inference worker hand-off,
 rollout service and diagnostics; everything that is not the node lives in planning/, runtime/ and ros/*.
@@ -79,6 +84,7 @@ from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, GOAL_CHANNEL,
 from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import diagnostics as diag
 from embodied_wm.ros import params as P
+from embodied_wm.ros import spin
 from embodied_wm.ros.inputs import header_stamp_ns, kind_and_type
 from embodied_wm.ros.qos import default_shm_profile, diagnostics_qos, output_qos, sensor_qos
 from embodied_wm.ros.worker import LatestOnlyWorker
@@ -124,6 +130,7 @@ class PerceptionNode(LifecycleNode):
         self._worker: LatestOnlyWorker[tuple[Observation, float]] | None = None
         self._active = False
         self._state_name = "unconfigured"
+        self._autostarting = False  # autostart's configure goes straight on to activate: no hint
 
         self._meters: dict[str, diag.RateMeter] = {}
         self._latency = diag.LatencyStats()
@@ -169,6 +176,31 @@ class PerceptionNode(LifecycleNode):
         if spec is not None and spec.live:
             self._live[name] = float(value) if spec.number else value
 
+    # ------------------------------------------------------------------------------- start-up
+    def start_up(self, shutdown: spin.ShutdownRequest) -> int:
+        """After construction: with ``autostart`` configure and activate, else say how to start the
+        node. A shutdown requested meanwhile ends start-up between the steps. Returns the exit status
+        (0: go on spinning, or stop quietly when shutdown was requested; 1: a transition failed)."""
+        if not self.get_parameter("autostart").value:
+            self.get_logger().info(waiting_hint(self) + " (autostart is false)")
+            return 0
+        if shutdown.requested:
+            return 0
+        self._autostarting = True
+        try:
+            configured = self.trigger_configure()
+        finally:
+            self._autostarting = False
+        if configured != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().fatal("autostart: configure failed")
+            return 1
+        if shutdown.requested:
+            return 0
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().fatal("autostart: activate failed")
+            return 1
+        return 0
+
     # ------------------------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -178,10 +210,15 @@ class PerceptionNode(LifecycleNode):
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._state_name = "inactive"
+        if not self._autostarting:
+            self.get_logger().info(waiting_hint(self))
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> None:
         cfg = P.read_all(self, P.PERCEPTION_PARAMS)
+        for inp in P.INPUTS:  # one spelling of "disabled" from here on: ''
+            if P.topic_disabled(cfg[f"topics.{inp}"]):
+                cfg[f"topics.{inp}"] = ""
         self._cfg = cfg
         backend, skipped = create_backend_with_fallback(
             cfg["backend"], cfg["model"], cfg["fallback_backend"], cfg["device"], self.get_logger().warning
@@ -280,22 +317,35 @@ class PerceptionNode(LifecycleNode):
             self._worker.stop()
             self._worker = None
         self._state_name = "inactive"
+        self.get_logger().info(waiting_hint(self))
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         self._state_name = "unconfigured"
+        self.get_logger().info(waiting_hint(self))
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release_all()
+        self._state_name = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def release_all(self) -> None:
+        """Unsubscribe, let the inference thread finish (and publish) what it is doing, release the
+        backend, publishers and service. Idempotent; the process calls it at exit whatever the state."""
         self._active = False
         self._destroy_subscriptions()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
         self._release()
-        self._state_name = "finalized"
-        return TransitionCallbackReturn.SUCCESS
+
+    @property
+    def lifecycle_state(self) -> str:
+        """Label of the node's lifecycle state as its callbacks last set it (unconfigured, inactive,
+        active, finalized)."""
+        return self._state_name
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"error processing in state {state.label}; releasing everything")
@@ -618,25 +668,73 @@ class _RejectedError(EmbodiedWMError):
 
 
 def _spin_quietly(executor: SingleThreadedExecutor) -> None:
-    """Spin until the executor or the context shuts down (the main thread owns the process's exit)."""
+    """Spin until the executor is shut down (the main thread owns the process's exit)."""
     try:
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
-    except Exception as exc:  # the context went away under the wait at shutdown
-        if rclpy.ok():
-            print(f"perception_node: rollout service thread: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # one line, not a traceback from a background thread
+        print(f"perception_node: rollout service thread: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def waiting_hint(node: PerceptionNode) -> str:
+    """What a node waiting in its current lifecycle state needs, as the commands that give it that."""
+    name = node.get_fully_qualified_name()
+    state = node.lifecycle_state
+    if state == "unconfigured":
+        return (
+            f"unconfigured, waiting for a lifecycle transition: `ros2 lifecycle set {name} configure` "
+            f"then `ros2 lifecycle set {name} activate` starts it (or run it with -p autostart:=true)"
+        )
+    if state == "inactive":
+        return f"inactive, waiting for a lifecycle transition: `ros2 lifecycle set {name} activate` starts it"
+    return state
+
+
+def _stop(
+    node: PerceptionNode | None,
+    executor: SingleThreadedExecutor,
+    rollout_executor: SingleThreadedExecutor,
+    rollout_thread: threading.Thread | None,
+) -> None:
+    """Wind down in order, with the context still valid until the very end: the rollout service
+    thread, then the lifecycle shutdown transition (unsubscribe, let the inference thread finish its
+    prediction and publish it, release the backend), then the nodes, then the context. Nothing is
+    left running that could publish into, or log through, a context that has gone."""
+    name = "perception_node"
+    spin.quietly(name, "rollout executor", lambda: rollout_executor.shutdown(timeout_sec=10.0))
+    if rollout_thread is not None:
+        rollout_thread.join(timeout=10.0)
+    if node is not None:
+        if node.lifecycle_state in ("unconfigured", "inactive", "active"):
+            spin.quietly(name, "lifecycle shutdown", node.trigger_shutdown)
+        spin.quietly(name, "release", node.release_all)
+        executor.remove_node(node)
+        spin.quietly(name, "destroy rollout node", node.rollout_node.destroy_node)
+        spin.quietly(name, "destroy node", node.destroy_node)
+    spin.quietly(name, "executor", lambda: executor.shutdown(timeout_sec=1.0))
+    if rollout_thread is not None and rollout_thread.is_alive():
+        # Finalizing logging under a thread that may still log crashes the process: leave it to exit.
+        print(
+            f"{name}: shutdown: rollout service thread still busy; exiting without rclpy shutdown",
+            file=sys.stderr,
+        )
+        spin.ignore_further_signals()
+        return
+    spin.shutdown_context()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv if argv is None else ["perception_node", *argv])
+    shutdown = spin.install_signal_handlers()
     # Before rclpy.init: Fast DDS reads its profile when the participant is created (see qos.py).
     profile = default_shm_profile()
-    rclpy.init(args=args)
+    spin.init(args)
     node: PerceptionNode | None = None
     executor = SingleThreadedExecutor()
     rollout_executor = SingleThreadedExecutor()
     rollout_thread: threading.Thread | None = None
+    rc = 0
     try:
         node = PerceptionNode()
         rollout_executor.add_node(node.rollout_node)
@@ -650,36 +748,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "set FASTRTPS_DEFAULT_PROFILES_FILE to use your own, or EWM_FASTDDS_SHM=0 for the defaults)"
             )
         executor.add_node(node)
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("autostart: configure failed")
-                return 1
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("autostart: activate failed")
-                return 1
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        rc = node.start_up(shutdown)
+        if rc == 0:
+            spin.spin_until_shutdown(executor)
+    except ExternalShutdownException:
         pass
     except Exception as exc:  # bad parameters at start-up end here: say why, exit 1
-        if not rclpy.ok():
-            # SIGINT/SIGTERM shut the context down while the executor was waiting: a normal exit.
-            return 0
         print(f"perception_node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        rc = 1
     finally:
-        rollout_executor.shutdown(timeout_sec=1.0)
-        if rollout_thread is not None:
-            rollout_thread.join(timeout=1.0)
-        if node is not None:
-            if node._worker is not None:
-                node._worker.stop()
-            executor.remove_node(node)
-            node.rollout_node.destroy_node()
-            node.destroy_node()
-        executor.shutdown(timeout_sec=1.0)
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+        _stop(node, executor, rollout_executor, rollout_thread)
+    return rc
 
 
 if __name__ == "__main__":

@@ -31,9 +31,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -42,6 +41,7 @@ from embodied_wm.observation import ACTION_DIM
 from embodied_wm.planning.cem import CemSampler
 from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import params as P
+from embodied_wm.ros import spin
 from embodied_wm.ros.qos import output_qos
 from embodied_wm.srv import PredictRollout
 
@@ -74,7 +74,7 @@ class PlannerNode(Node):
             rgb = load_goal_image(self.cfg["goal_image"])
             self._goal = conv.rgb_to_image_msg(rgb, 0, "")
             self.get_logger().info(f"goal image {self.cfg['goal_image']} ({rgb.shape[1]}x{rgb.shape[0]})")
-        if self.cfg["goal_topic"]:
+        if not P.topic_disabled(self.cfg["goal_topic"]):
             self.create_subscription(Image, self.cfg["goal_topic"], self._on_goal, output_qos(1))
         self._sampler: CemSampler | None = None
         self._plan: np.ndarray | None = None  # K x action_dim, the best sequence of the last query
@@ -87,6 +87,7 @@ class PlannerNode(Node):
         self._log = open(self.cfg["log_path"], "a") if self.cfg["log_path"] else None
         self._last_message = ""
         self._future: Any = None
+        self._closing = False
         self.done = False
 
     # ------------------------------------------------------------------------------------ inputs
@@ -133,10 +134,14 @@ class PlannerNode(Node):
 
     def _on_response(self, future: Any) -> None:
         self._in_flight = False
+        if self._closing or future.cancelled():
+            return  # cancelled by close() at shutdown: there is no response
         try:
             resp = future.result()
         except Exception as exc:  # a vanished service: try again next step
             self.get_logger().warning(f"predict_rollout failed: {exc}", throttle_duration_sec=5.0)
+            return
+        if resp is None:
             return
         if not resp.success:
             self.get_logger().warning(f"predict_rollout rejected: {resp.message}", throttle_duration_sec=5.0)
@@ -196,6 +201,7 @@ class PlannerNode(Node):
         self._cmd_pub.publish(msg)
 
     def close(self) -> None:
+        self._closing = True
         if self._future is not None and not self._future.done():
             # A query still in flight at shutdown: cancel it so rclpy does not report it as unretrieved.
             self._future.cancel()
@@ -205,32 +211,30 @@ class PlannerNode(Node):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv if argv is None else ["planner_node", *argv])
-    rclpy.init(args=args)
+    spin.init(sys.argv if argv is None else ["planner_node", *argv])
     node: PlannerNode | None = None
+    executor = SingleThreadedExecutor()
+    rc = 0
     try:
         node = PlannerNode()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.2)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor.add_node(node)
+        planner = node
+        spin.spin_until_shutdown(executor, until=lambda: planner.done)
+    except ExternalShutdownException:
         pass
     except Exception as exc:  # bad parameters or goal file: one line, exit 1
-        if not rclpy.ok():
-            return 0  # shut down by a signal while spinning
         print(f"planner_node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        rc = 1
     finally:
         if node is not None:
-            try:
-                # Leave the robot standing still.
-                node.publish_twist(np.zeros(ACTION_DIM, np.float32))
-            except Exception:  # the context may already be shut down
-                pass
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+            stopping = node
+            # Leave the robot standing still; the context is still valid here (it goes down last).
+            spin.quietly("planner_node", "zero twist", lambda: stopping.publish_twist(np.zeros(ACTION_DIM)))
+            spin.quietly("planner_node", "close", stopping.close)
+            spin.quietly("planner_node", "destroy node", stopping.destroy_node)
+        spin.quietly("planner_node", "executor", lambda: executor.shutdown(timeout_sec=1.0))
+        spin.shutdown_context()
+    return rc
 
 
 if __name__ == "__main__":

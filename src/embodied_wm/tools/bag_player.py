@@ -13,7 +13,8 @@ and once more right before each message with that message's log time, so a ``use
 Usage::
 
     python -m embodied_wm.tools.bag_player BAG [--topics /a /b] [--rate 1.0] [--clock [HZ]] [--loop]
-        [--wait-for /camera/image_raw] [--wait-timeout 30] [--delay 0.5] [--remap /old:=/new]
+        [--wait-for /camera/image_raw [--wait-for-nodes perception_node]] [--wait-timeout 30]
+        [--delay 0.5] [--remap /old:=/new]
 
 Exit status 0 when the bag was played, 1 on a bad bag/argument, 2 if --wait-for timed out.
 """
@@ -38,6 +39,7 @@ from rosgraph_msgs.msg import Clock
 from embodied_wm.errors import EmbodiedWMError
 from embodied_wm.io.bag import find_topics
 from embodied_wm.io.typestore import typestore
+from embodied_wm.ros import spin
 from embodied_wm.ros.conversions import ns_to_time
 from embodied_wm.ros.qos import clock_qos, player_qos
 
@@ -159,21 +161,31 @@ class BagPlayer:
     def stop(self) -> None:
         self._stop.set()
 
-    def wait_for_subscribers(self, topics: Sequence[str], timeout_s: float) -> list[str]:
-        """Block until each (output) topic in ``topics`` has a matched subscriber; returns those still
-        without one after ``timeout_s``."""
+    def wait_for_subscribers(
+        self, topics: Sequence[str], timeout_s: float, nodes: Sequence[str] = ()
+    ) -> list[str]:
+        """Block until each (output) topic in ``topics`` has a matched subscriber (with ``nodes``: a
+        subscription of each of these nodes, by name); returns those still waiting after ``timeout_s``."""
         pubs = {}
         for t in topics:
             src = next((k for k, v in self.remap.items() if v == t), t)
             if src not in self._pubs:
                 raise PlayerError(f"--wait-for {t}: not a topic this player publishes")
             pubs[t] = self._pubs[src]
+        wanted = {n for n in nodes if n}
+
+        def still_waiting(topic: str, pub: Any) -> bool:
+            if not wanted:
+                return pub.get_subscription_count() == 0
+            present = {i.node_name for i in self.node.get_subscriptions_info_by_topic(topic)}
+            return not wanted <= present
+
         deadline = time.monotonic() + timeout_s
         while True:
-            waiting = [t for t, p in pubs.items() if p.get_subscription_count() == 0]
+            waiting = [t for t, p in pubs.items() if still_waiting(t, p)]
             if not waiting or time.monotonic() > deadline or self._stop.is_set():
                 return waiting
-            time.sleep(0.05)
+            self._stop.wait(0.05)
 
     def play(self) -> PlayReport:
         t_start = time.monotonic()
@@ -205,7 +217,7 @@ class BagPlayer:
             step = wall_target - now
             if period is not None:
                 step = min(step, period)
-            time.sleep(step)
+            self._stop.wait(step)  # wakes at once on stop()
             if period is not None and self.rate > 0:
                 self._publish_clock(bag0 + int((time.monotonic() - wall0) * self.rate * NS_PER_S))
 
@@ -265,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOPIC",
         help="wait until these topics have a subscriber before playing",
     )
+    p.add_argument(
+        "--wait-for-nodes",
+        nargs="+",
+        default=[],
+        metavar="NODE",
+        help="with --wait-for: wait until each of these nodes (by name) subscribes, not just anyone",
+    )
     p.add_argument("--wait-timeout", type=float, default=30.0, help="seconds to wait for --wait-for")
     p.add_argument(
         "--delay", type=float, default=0.0, help="seconds to sleep before playing (after --wait-for)"
@@ -276,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     raw_argv = list(sys.argv if argv is None else ["bag_player", *argv])
+    shutdown = spin.install_signal_handlers()
     args = build_parser().parse_args(remove_ros_args(raw_argv)[1:])
-    rclpy.init(args=raw_argv)
+    spin.init(raw_argv)
     node = rclpy.create_node(args.node_name)
     try:
         player = BagPlayer(
@@ -290,37 +310,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             remap=_parse_remaps(args.remap),
             depth=args.depth,
         )
+        # SIGINT/SIGTERM stop the playback where it is (exit 0, like ros2 bag play).
+        shutdown.on_request(player.stop)
         for topic, why in player.report.skipped_topics.items():
             print(f"bag_player: skipping {topic}: {why}", file=sys.stderr)
         if args.wait_for:
-            waiting = player.wait_for_subscribers(args.wait_for, args.wait_timeout)
-            if waiting:
+            waiting = player.wait_for_subscribers(args.wait_for, args.wait_timeout, args.wait_for_nodes)
+            if waiting and not shutdown.requested:
                 print(
                     f"bag_player: no subscriber on {', '.join(waiting)} after {args.wait_timeout} s",
                     file=sys.stderr,
                 )
                 return 2
         if args.delay > 0:
-            time.sleep(args.delay)
-        print(f"bag_player: playing {args.bag} ({len(player.topics)} topics, rate {args.rate})", flush=True)
-        report = player.play()
-        # Give reliable writers a moment to flush the last samples before the participant goes away.
-        time.sleep(0.3)
-        print(
-            f"bag_player: published {report.total} messages on {len(report.published)} topics in "
-            f"{report.wall_s:.2f} s (bag span {report.bag_span_s:.2f} s)",
-            flush=True,
-        )
+            shutdown.wait(args.delay)
+        if not shutdown.requested:
+            print(
+                f"bag_player: playing {args.bag} ({len(player.topics)} topics, rate {args.rate})",
+                flush=True,
+            )
+            report = player.play()
+            # Give reliable writers a moment to flush the last samples before the participant goes away.
+            shutdown.wait(0.3)
+            stopped = f" (stopped by {shutdown.reason})" if shutdown.requested else ""
+            print(
+                f"bag_player: published {report.total} messages on {len(report.published)} topics in "
+                f"{report.wall_s:.2f} s (bag span {report.bag_span_s:.2f} s){stopped}",
+                flush=True,
+            )
         return 0
     except PlayerError as exc:
         print(f"bag_player: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        spin.quietly("bag_player", "destroy node", node.destroy_node)
+        spin.shutdown_context()
 
 
 if __name__ == "__main__":
