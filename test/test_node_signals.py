@@ -15,8 +15,9 @@ While the trials run, a "robot" (sim_node publishing camera/audio/tactile/joints
 perception_node answering predict_rollout) gives the perception trials data to predict from and the
 planner trials predictions and a service to call, so shutdowns land in the middle of real work.
 
-EWM_SIGNAL_TRIALS sets the trials per node (default 20), EWM_SIGNAL_SEED the random seed (printed on
-failure), EWM_SIGNAL_PARALLEL how many trials run at once (default 3).
+EWM_SIGNAL_TRIALS sets the trials per node (default 10, to keep make test short on 2 cores; the issue's
+20 per node were run with EWM_SIGNAL_TRIALS=20, see notes/issue17.md), EWM_SIGNAL_SEED the random seed
+(printed on failure), EWM_SIGNAL_PARALLEL how many trials run at once (default 4).
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ from conftest import LOG_DIR, REPO, requires_ros
 pytestmark = [requires_ros, pytest.mark.ros]
 
 BIN = REPO / "install" / "embodied_wm" / "lib" / "embodied_wm"
-TRIALS = int(os.environ.get("EWM_SIGNAL_TRIALS", "20"))
-PARALLEL = int(os.environ.get("EWM_SIGNAL_PARALLEL", "3"))
+TRIALS = int(os.environ.get("EWM_SIGNAL_TRIALS", "10"))
+PARALLEL = int(os.environ.get("EWM_SIGNAL_PARALLEL", "4"))
 SEED = int(os.environ.get("EWM_SIGNAL_SEED", str(int(time.time()) % 100_000)))
 #: Signals land within this many seconds after the handlers are installed: it covers start-up (model
-#: loading is 2-6 s here under load) and some spinning.
-WINDOW_S = 6.0
-#: A node must be gone this long after its last signal (start-up work in progress finishes first).
-EXIT_WITHIN_S = 30.0
+#: loading, the simulator's scene: 2-6 s here under load) and some spinning.
+WINDOW_S = 5.0
+#: A node must be gone this long after its last signal: start-up work in progress finishes first, and
+#: with several trials starting at once on 2 busy cores sim_node's start-up alone took over 30 s.
+EXIT_WITHIN_S = 60.0
 PATTERNS: tuple[tuple[str, ...], ...] = (
     ("SIGINT", "SIGINT"),
     ("SIGINT",),

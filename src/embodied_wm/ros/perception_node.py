@@ -736,6 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollout_thread: threading.Thread | None = None
     rc = 0
     try:
+        if shutdown.requested:  # signalled while importing: nothing to start or stop
+            return 0
         node = PerceptionNode()
         rollout_executor.add_node(node.rollout_node)
         rollout_thread = threading.Thread(

@@ -138,14 +138,15 @@ def spin_node(make_node: Callable[[], Any], name: str, argv: Sequence[str] | Non
     traceback. The node's ``destroy_node`` releases its own resources."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    init(sys.argv if argv is None else [name, *argv])
+    shutdown = init(sys.argv if argv is None else [name, *argv])
     node = None
     executor = SingleThreadedExecutor()
     rc = 0
     try:
-        node = make_node()
-        executor.add_node(node)
-        spin_until_shutdown(executor)
+        if not shutdown.requested:  # signalled while importing: skip the (possibly slow) construction
+            node = make_node()
+            executor.add_node(node)
+            spin_until_shutdown(executor)
     except ExternalShutdownException:
         pass
     except ValueError as exc:  # parameter validation
