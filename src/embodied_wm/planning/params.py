@@ -32,7 +32,9 @@ PLANNER_PARAMS: tuple[ParamSpec, ...] = (
         "where the chosen end-effector twist is published",
         topic_name(allow_empty=False),
     ),
-    ParamSpec("goal_topic", "/goal_image", "goal image topic (sensor_msgs/Image); none = no topic", topic_name()),
+    ParamSpec(
+        "goal_topic", "/goal_image", "goal image topic (sensor_msgs/Image); none = no topic", topic_name()
+    ),
     ParamSpec(
         "goal_image",
         "",
