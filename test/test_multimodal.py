@@ -19,6 +19,7 @@ from embodied_wm.model.config import load_config
 from embodied_wm.model.world_model import (
     WorldModel,
     audio_contact_features,
+    feature_positions,
     tactile_contact_features,
 )
 from embodied_wm.observation import MODALITIES, Observation
@@ -113,13 +114,13 @@ def test_camera_drop_zeroes_the_image_and_is_reported() -> None:
 def test_contact_features_see_onsets_and_taxel_centroid() -> None:
     mel = torch.full((2, 1, 8, 10), -5.0)
     mel[0, :, :, 7:] = 3.0  # a broadband onset at frame 7 in sample 0, silence in sample 1
-    f = audio_contact_features(mel, groups=4)
+    f = audio_contact_features(mel, feature_positions(9, 0.0, 1.0), groups=4)
     assert f.shape == (2, 12)
     assert (f[0, 4:8] > 7.0).all() and (f[1, 4:8] == 0).all()  # onset peak per band group
     assert (f[0, 8:] > 0.6).all()  # the onset is late in the window
     tac = torch.zeros(1, 1, 5, 5)
     tac[0, 0, 4, 0] = 5.0  # bottom-left taxel pressed
-    t = tactile_contact_features(tac)
+    t = tactile_contact_features(tac, feature_positions(5, -1, 1), feature_positions(5, -1, 1))
     assert t[0, 2] > 0.5 and t[0, 3] < -0.5 and t[0, 1] == 5.0
 
 

@@ -74,7 +74,7 @@ def zero_last(net: nn.Sequential) -> nn.Sequential:
 AUDIO_BAND_GROUPS = 4
 
 
-def audio_contact_features(mel: Tensor, groups: int = AUDIO_BAND_GROUPS) -> Tensor:
+def audio_contact_features(mel: Tensor, pos: Tensor, groups: int = AUDIO_BAND_GROUPS) -> Tensor:
     """[B,1,M,T] normalised log-mel -> [B, 3*groups] features that carry contact timing: per band group
     the energy of the newest frames, the largest onset (positive frame-to-frame rise) and where in the
     window it happened (0 = oldest, 1 = newest). A tap is a sharp broadband onset; sliding is sustained
@@ -84,20 +84,26 @@ def audio_contact_features(mel: Tensor, groups: int = AUDIO_BAND_GROUPS) -> Tens
     energy = g[:, :, -max(1, t // 4) :].mean(2)
     onset = F.relu(g[:, :, 1:] - g[:, :, :-1])  # [B,G,T-1]
     peak = onset.amax(2)
-    pos = torch.linspace(0.0, 1.0, t - 1, device=mel.device, dtype=mel.dtype)
     w = torch.softmax(onset * 4.0, 2)
     when = (w * pos).sum(2)
     return torch.cat([energy, peak, when], 1)
 
 
-def tactile_contact_features(tactile: Tensor) -> Tensor:
+def feature_positions(n: int, lo: float, hi: float) -> Tensor:
+    """n evenly spaced float32 positions in [lo, hi] (one position, n = 1: the middle). Held as module
+    buffers rather than computed in the graph: traced linspace exports as double-typed constants."""
+    if n == 1:
+        return torch.tensor([(lo + hi) / 2.0])
+    return torch.tensor([lo + (hi - lo) * i / (n - 1) for i in range(n)], dtype=torch.float32)
+
+
+def tactile_contact_features(tactile: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """[B,1,r,c] normalised taxels -> [B,4]: mean, max, and the max-weighted centroid (row, col in
-    [-1, 1]): whether the fingertip touches, how hard and where on the pad."""
+    [-1, 1]; ``rows`` [r] / ``cols`` [c] are the taxel positions): whether the fingertip touches, how
+    hard and where on the pad."""
     b, _, r, c = tactile.shape
     x = tactile.reshape(b, r * c)
     w = torch.softmax(x * 2.0, 1).reshape(b, r, c)
-    rows = torch.linspace(-1.0, 1.0, r, device=x.device, dtype=x.dtype)
-    cols = torch.linspace(-1.0, 1.0, c, device=x.device, dtype=x.dtype)
     cy = (w.sum(2) * rows).sum(1, keepdim=True)
     cx = (w.sum(1) * cols).sum(1, keepdim=True)
     return torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True), cy, cx], 1)
@@ -123,6 +129,12 @@ class Encoder(nn.Module):
         # a small MLP on raw mel/taxels has to discover onsets itself, which it never did.
         self.audio_feat = zero_last(mlp(3 * AUDIO_BAND_GROUPS, e, e))
         self.tactile_feat = zero_last(mlp(4, e, e))
+        self.mel_pos: Tensor
+        self.taxel_rows: Tensor
+        self.taxel_cols: Tensor
+        self.register_buffer("mel_pos", feature_positions(cfg.mel_frames - 1, 0.0, 1.0), persistent=False)
+        self.register_buffer("taxel_rows", feature_positions(cfg.tactile_shape[0], -1, 1), persistent=False)
+        self.register_buffer("taxel_cols", feature_positions(cfg.tactile_shape[1], -1, 1), persistent=False)
         self.proprio = mlp(cfg.proprio_dim, e, e)
         self.action = mlp(cfg.action_dim, e, e)
         # Learned stand-ins for absent sensors (vision + 4 vector modalities, MODALITIES order).
@@ -153,8 +165,8 @@ class Encoder(nn.Module):
         vis = vis * m_img + self.missing_vis * (1 - m_img)
         embeds = [vis]
         extra = (
-            self.audio_feat(audio_contact_features(audio_mel)),
-            self.tactile_feat(tactile_contact_features(tactile)),
+            self.audio_feat(audio_contact_features(audio_mel, self.mel_pos)),
+            self.tactile_feat(tactile_contact_features(tactile, self.taxel_rows, self.taxel_cols)),
         )
         for i, (net, x) in enumerate(
             ((self.audio, audio_mel), (self.tactile, tactile), (self.proprio, proprio), (self.action, action))
