@@ -219,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     if "ablation" in summary:
         (out / "ablation.json").write_text(json.dumps(summary["ablation"], indent=2, allow_nan=False))
+    for w in summary.get("warnings", []):
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
     for st in summary["stopped"]:
         print(f"{PROG}: warning: {st['bag']}: bag is damaged, evaluated up to {st['at']}", file=sys.stderr)
     if summary["frames"] == 0:
@@ -264,10 +266,14 @@ def _mean(vals: Sequence[float | None]) -> float | None:
 
 def _print_summary(summary: dict[str, Any], n_records: int, wall: float, out: Path, report: bool) -> None:
     fps = summary["frames"] / wall if wall > 0 else float("inf")
-    realtime = summary["frames"] * summary["dt_s"] / wall if wall > 0 else float("inf")
+    period = summary.get("camera_period_s") or summary["dt_s"]
+    realtime = summary["frames"] * period / wall if wall > 0 else float("inf")
+    cam = summary.get("camera_rate_hz")
     print(
         f"evaluated {summary['frames']} frames from {len(summary['bags'])} bag(s) in {wall:.1f} s "
-        f"({fps:.1f} frames/s, {realtime:.1f}x real time at {1 / summary['dt_s']:g} Hz)"
+        f"({fps:.1f} frames/s, {realtime:.1f}x real time); camera "
+        f"{'n/a' if cam is None else f'{cam:.4g} Hz'}, model dt {summary['dt_s']:.4g} s "
+        f"({1 / summary['dt_s']:.4g} Hz)"
     )
     for m, vals in summary["methods"].items():
         parts = []

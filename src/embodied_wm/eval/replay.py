@@ -59,6 +59,7 @@ from embodied_wm.pipeline.sources import feed_bag, select_inputs
 from embodied_wm.runtime.base import Backend
 from embodied_wm.runtime.baselines import CopyLastBackend, LinearBackend
 from embodied_wm.runtime.select import create_backend
+from embodied_wm.sensing.rate import StampRate, measure_rate, pooled_period_ns
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ class BagResult:
     first_stamp_ns: int | None = None
     camera_rate_hz: float | None = None
     mcap: str | None = None
+    #: The camera's median-period rate and stamp regularity (None with fewer than two frames).
+    camera_rate: StampRate | None = None
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -315,6 +318,7 @@ def evaluate_bag(
     records = 0
     last_stamp: int | None = None
     last_contact: int | None = None
+    camera_stamps: list[int] = []
     bag_name = str(bag)
     Path(records_path).parent.mkdir(parents=True, exist_ok=True)
     camera_span: list[int] = []  # first stamp, last stamp, frame count
@@ -350,6 +354,7 @@ def evaluate_bag(
             after_contact = last_contact is not None and 0 <= obs.stamp_ns - last_contact <= round(
                 AFTER_CONTACT_S * NS_PER_S
             )
+            camera_stamps.append(int(obs.stamp_ns))
             if last_stamp is not None and obs.stamp_ns <= last_stamp:
                 # Time went backwards (bag loop, simulator reset): score what is pending against the old
                 # timeline, forget its frames, and reset the methods' histories. (The feeder's Pipeline
@@ -441,6 +446,7 @@ def evaluate_bag(
         first_stamp_ns=camera_span[0] if camera_span else None,
         camera_rate_hz=_rate(camera_span),
         mcap=str(export.file.path) if export is not None else None,
+        camera_rate=measure_rate(camera_stamps),
     )
 
 
@@ -606,7 +612,7 @@ def build_summary(
             "moving_threshold": MOVING_THRESHOLD,
             "moving_threshold_normalized": round(MOVING_THRESHOLD / 255.0, 6),
             "psnr_cap_db": PSNR_CAP_DB,
-            "target_tolerance": "dt/2",
+            "target_tolerance": "|stamp - (t + k*dt)| < dt/2 (half-open)",
             "ssim": "gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, per RGB channel, mean",
             "max_frames_per_bag": opts.max_frames,
             "seed": opts.seed,
@@ -631,6 +637,7 @@ def build_summary(
         ],
         "stopped": [{"bag": r.bag, "at": r.stopped} for r in results if r.stopped],
     }
+    summary.update(camera_timing(results, ref.dt_ns))
     model_aff = methods.get("model", {}).get("affordance")
     if model_aff:
         summary["affordance"] = {ch: {"auroc": v["auroc"], "ap": v["ap"]} for ch, v in model_aff.items()}
@@ -671,6 +678,37 @@ def _iso(stamp_ns: int | None) -> str | None:
         return None
     t = datetime.datetime.fromtimestamp(stamp_ns / NS_PER_S, tz=datetime.timezone.utc)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def camera_timing(results: Sequence[BagResult], dt_ns: int) -> dict[str, Any]:
+    """The data's camera rate next to the model's dt, and a warning when they differ (summary keys
+    ``camera_rate_hz``, ``camera_period_s``, ``camera_periods_per_dt`` and ``warnings``)."""
+    rates = [r.camera_rate for r in results if r.camera_rate is not None]
+    out: dict[str, Any] = {"camera_rate_hz": None, "camera_period_s": None, "camera_periods_per_dt": None}
+    warnings: list[str] = []
+    if rates:
+        period = pooled_period_ns(rates)
+        ratio = dt_ns / period
+        out.update(
+            camera_rate_hz=round(NS_PER_S / period, 4),
+            camera_period_s=period / NS_PER_S,
+            camera_periods_per_dt=round(ratio, 4),
+        )
+        if abs(ratio - 1.0) > 0.05:
+            how = (
+                f"steps are scored against one camera frame in {round(ratio)}"
+                if ratio > 1 and abs(ratio - round(ratio)) <= 0.25
+                else "predicted stamps fall between camera frames, so steps without a frame less than "
+                "dt/2 away are left out"
+            )
+            warnings.append(
+                f"the data's camera runs at {NS_PER_S / period:.4g} Hz (period {period / 1e6:.4g} ms) "
+                f"but the model predicts at dt {dt_ns / NS_PER_S:.4g} s ({NS_PER_S / dt_ns:.4g} Hz): {how}; "
+                "train --dt auto trains a model at the camera's own period"
+            )
+        hz = sorted({round(r.hz, 1) for r in rates})
+        if len(hz) > 1:
+            warnings.append(f"the bags' cameras run at different rates: {', '.join(f'{h:g}' for h in hz)} Hz")
+    out["warnings"] = warnings
+    return out
 
 
 def merge_records(results: Sequence[BagResult], out_path: str | Path) -> int:

@@ -5,9 +5,11 @@ One implementation for the offline replay (eval/replay.py) and the online evalua
 they see them, and get scored predictions back once the targets have arrived.
 
 Target rule: the target of predicted frame k (stamp t + k·dt) is the camera frame whose stamp is nearest
-to it, if within ``tolerance_ns`` (dt/2 by default); otherwise that step has no target and is left out
-of every average. A prediction is scored once a camera frame later than its last target stamp plus the
-tolerance has been seen (or on ``flush``), so late frames are still matched.
+to it, if less than ``tolerance_ns`` (dt/2 by default) away: half-open, so a frame exactly dt/2 off
+(the frame before the end of a bag from a camera twice the model's rate) is never a target; otherwise
+that step has no target and is left out of every average. A prediction is scored once a camera frame
+later than its last target stamp plus the tolerance has been seen (or on ``flush``), so late frames
+are still matched.
 """
 
 from __future__ import annotations
@@ -71,12 +73,14 @@ class StampBuffer:
         self.items.insert(i, item)
 
     def nearest(self, stamp_ns: int, tolerance_ns: int) -> tuple[int, Any] | None:
+        """The item nearest ``stamp_ns`` if less than ``tolerance_ns`` away (an exact stamp always
+        matches, also with tolerance 0)."""
         i = bisect.bisect_left(self.stamps, stamp_ns)
         best: tuple[int, Any] | None = None
         for j in (i - 1, i):
             if 0 <= j < len(self.stamps):
                 d = abs(self.stamps[j] - stamp_ns)
-                if d <= tolerance_ns and (best is None or d < abs(best[0] - stamp_ns)):
+                if (d < tolerance_ns or d == 0) and (best is None or d < abs(best[0] - stamp_ns)):
                     best = (self.stamps[j], self.items[j])
         return best
 
@@ -182,7 +186,10 @@ class HorizonScorer:
         resize: Resizer = default_resize,
         keep_frames: bool = False,
         history_ns: int = 2 * NS_PER_S,
+        with_ssim: bool = True,
     ) -> None:
+        #: False: SSIM is left out (None), the costliest metric; training's validation skips it.
+        self.with_ssim = with_ssim
         #: Camera history kept while nothing is pending, so a prediction that arrives after later frames
         #: (the live case: inference takes time) still finds its observation frame and first targets.
         self.history_ns = int(history_ns)
@@ -291,7 +298,7 @@ class HorizonScorer:
         if have:
             # All steps with a target in one vectorised pass (SSIM filtering dominates the cost).
             tgt = np.stack([targets[k] for k in have])  # type: ignore[misc]
-            b = M.score_frames(p.frames[have], tgt, obs_img, self.threshold)
+            b = M.score_frames(p.frames[have], tgt, obs_img, self.threshold, with_ssim=self.with_ssim)
             for j, k in enumerate(have):
                 ps[k], ss[k], pm[k], mf[k] = b.psnr[j], b.ssim[j], b.psnr_moving[j], b.moving_fraction[j]
         if not self.keep_frames:

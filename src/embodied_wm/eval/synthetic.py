@@ -63,6 +63,14 @@ class SceneConfig:
     joints: bool = True
     action: bool = True
     affordance: bool = True
+    #: Another robot's layout: topic names, taxel grid and joint count (proprio = 2 x joints).
+    camera_topic: str = CAMERA_TOPIC
+    audio_topic: str = AUDIO_TOPIC
+    tactile_topic: str = TACTILE_TOPIC
+    joint_topic: str = JOINT_TOPIC
+    action_topic: str = ACTION_TOPIC
+    tactile_shape: tuple[int, int] = (5, 5)
+    joint_count: int = 3
 
     @property
     def dt_ns(self) -> int:
@@ -151,7 +159,7 @@ def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
         if cfg.audio:
             samples = (rng.normal(0, 300, spf)).astype("<i2")
             yield (
-                AUDIO_TOPIC,
+                cfg.audio_topic,
                 "embodied_wm/msg/AudioFrame",
                 t,
                 T["embodied_wm/msg/AudioFrame"](
@@ -163,31 +171,36 @@ def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
                 ),
             )
         if cfg.tactile:
-            vals = np.zeros(25, np.float32)
-            vals[12] = float(abs(vx) + abs(vy))
+            rows, cols = cfg.tactile_shape
+            vals = np.zeros(rows * cols, np.float32)
+            vals[(rows * cols) // 2] = float(abs(vx) + abs(vy))
             yield (
-                TACTILE_TOPIC,
+                cfg.tactile_topic,
                 "embodied_wm/msg/TactileArray",
                 t,
                 T["embodied_wm/msg/TactileArray"](
                     header=_header(store, t, "fingertip"),
-                    sensor_model="synthetic_5x5",
-                    rows=5,
-                    cols=5,
+                    sensor_model=f"synthetic_{rows}x{cols}",
+                    rows=rows,
+                    cols=cols,
                     values=vals,
                     unit="N",
                 ),
             )
         if cfg.joints:
+            nj = cfg.joint_count
+            names = ["finger_x", "finger_y", "finger_z"] if nj == 3 else [f"joint_{j}" for j in range(nj)]
+            pos = np.resize(np.array([0.01 * i * vx, 0.01 * i * vy, 0.05]), nj)
+            vel = np.resize(np.array([vx, vy, 0.0]), nj)
             yield (
-                JOINT_TOPIC,
+                cfg.joint_topic,
                 "sensor_msgs/msg/JointState",
                 t,
                 T["sensor_msgs/msg/JointState"](
                     header=_header(store, t, ""),
-                    name=["finger_x", "finger_y", "finger_z"],
-                    position=np.array([0.01 * i * vx, 0.01 * i * vy, 0.05]),
-                    velocity=np.array([vx, vy, 0.0]),
+                    name=names,
+                    position=pos,
+                    velocity=vel,
                     effort=np.zeros(0),
                 ),
             )
@@ -197,7 +210,7 @@ def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
                 linear=vec3(x=vx, y=vy, z=0.0), angular=vec3(x=0.0, y=0.0, z=0.0)
             )
             yield (
-                ACTION_TOPIC,
+                cfg.action_topic,
                 "geometry_msgs/msg/TwistStamped",
                 t,
                 T["geometry_msgs/msg/TwistStamped"](header=_header(store, t, "base"), twist=twist),
@@ -207,7 +220,7 @@ def _messages(cfg: SceneConfig) -> Iterator[tuple[str, str, int, Any]]:
             if cfg.image_transport in ("raw", "both"):
                 img = rgb[..., ::-1] if cfg.encoding == "bgr8" else rgb
                 yield (
-                    CAMERA_TOPIC,
+                    cfg.camera_topic,
                     "sensor_msgs/msg/Image",
                     t,
                     T["sensor_msgs/msg/Image"](

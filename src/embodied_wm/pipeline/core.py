@@ -65,6 +65,8 @@ def kind_for_msgtype(msgtype: str) -> str | None:
 class PipelineStats:
     received: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
+    #: The newest rejection text per ``invalid`` key (what was wrong, e.g. both shapes).
+    invalid_detail: dict[str, str] = field(default_factory=dict)
     observations: int = 0
     #: Of the observations, those made without a camera frame (camera outage, see the Aligner).
     observations_without_camera: int = 0
@@ -79,6 +81,7 @@ class PipelineStats:
         return {
             "received": dict(self.received),
             "invalid": dict(self.invalid),
+            "invalid_detail": dict(self.invalid_detail),
             "observations": self.observations,
             "observations_without_camera": self.observations_without_camera,
             "predictions": self.predictions,
@@ -234,6 +237,7 @@ class Pipeline:
     def _invalid(self, kind: str, exc: SensingError) -> None:
         key = f"{kind}:{exc.reason}"
         self.stats.invalid[key] += 1
+        self.stats.invalid_detail[key] = str(exc)
         now = time.monotonic()
         last = self._last_log.get(key)
         if last is None or now - last >= _LOG_EVERY_S:
@@ -274,7 +278,10 @@ class Pipeline:
 
     def _check_shape(self, what: str, values: np.ndarray, want: tuple[int, ...]) -> None:
         if values.shape != want:
-            raise ShapeError(f"{what}: the model's ModalitySpec expects shape {want}, got {values.shape}")
+            raise ShapeError(
+                f"{what} has shape {values.shape}, the model takes {want} (its ModalitySpec): the message "
+                "does not fit this model"
+            )
 
     def _feed_tactile(self, msg: Any, _rx: int | None) -> list[Observation]:
         stamp, values = decode_tactile(msg)

@@ -334,6 +334,10 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
     n_invalid = sum(int(v) for v in invalid.values()) if isinstance(invalid, Mapping) else 0
     level = WARN if n_invalid else OK
     msg = f"{n_invalid} invalid messages" if n_invalid else "no invalid messages"
+    detail = snap.pipeline_stats.get("invalid_detail", {}) if isinstance(snap.pipeline_stats, Mapping) else {}
+    if n_invalid and isinstance(detail, Mapping) and detail:
+        # Say why (e.g. both shapes of a message that does not fit the model), not only how many.
+        msg += ": " + "; ".join(f"{k}: {v}" for k, v in sorted(detail.items()))
     statuses.append(_status(f"{snap.node_name}: messages", hw, level, msg, vals))
     statuses.append(_camera_status(snap, hw))
     arr.status = statuses

@@ -21,15 +21,33 @@ from pathlib import Path
 from embodied_wm.errors import ConfigError
 
 
+def _dt_arg(value: str) -> float | str:
+    from embodied_wm.train.windows import TimingError, parse_dt
+
+    try:
+        dt = parse_dt(value)
+    except TimingError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--dt ")) from None
+    assert dt is not None
+    return dt
+
+
 def _add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``required``: --data and --out are argparse-required (False where ``train evaluate`` shares the
     parser; _run_train then checks them with the same message)."""
     p.add_argument("--data", nargs="+", required=required, help="rosbag2 files/dirs, or dirs of bags")
-    p.add_argument("--config", default="tiny", help="model config name (tiny, base) or JSON path")
+    p.add_argument("--config", default="tiny",
+                   help="model config: a name (tiny, base) is a template whose tactile shape, proprio and "
+                        "action sizes, audio rate and image size are taken from the bags; a JSON path is "
+                        "used as it is (a bag that does not fit it is an error)")
+    p.add_argument("--dt", default=None, metavar="SECONDS|auto", type=_dt_arg,
+                   help="model step: seconds (a whole multiple of the camera period), 'auto' = the "
+                        "camera's median period; default: the config's dt_s. Recorded as the model's dt_s")
     p.add_argument("--out", required=required, help="output dir: checkpoint, metrics.json, resume state")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=16, help="windows per step (per process under torchrun)")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -88,6 +106,7 @@ def _run_train(args: argparse.Namespace) -> int:
         weights=LossWeights(flow=args.flow_weight, object_moving=args.object_weight),
         augment=None if args.no_augment else AugmentConfig(degrade=args.degrade),
         oversample=not args.no_oversample, stop_at=args.stop_at, max_minutes=args.max_minutes,
+        dt=args.dt, warmup=args.warmup,
     )
     res = run_training(a)
     v = res.get("final_val") or {}
@@ -167,7 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m embodied_wm.train.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(parser)
-    return _run_train(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    from embodied_wm.errors import EmbodiedWMError
+
+    try:
+        return _run_train(args)
+    except (EmbodiedWMError, FileNotFoundError) as exc:
+        # Under torchrun every rank reports the same line; one line each, never a traceback.
+        print(f"train: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

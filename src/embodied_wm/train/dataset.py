@@ -8,8 +8,9 @@ maps (``embodied_wm/msg/AffordanceMap``, not a sensor topic) are decoded here an
 with the same stamp.
 
 Decoded episodes are cached as ``.npz`` keyed by (bag path, size, mtime, preprocessing parameters), so a
-second training run skips decoding. ``WindowDataset`` pairs frame t with frames t+1..t+K, the actions
-applied at t..t+K-1 and the affordance ground truth at t.
+second training run skips decoding. ``WindowDataset`` pairs frame t with the frames at t + k·dt (k = 1..K,
+cut by stamp at the model's dt: ``train.windows``), the commands in force at t + (k-1)·dt and the
+affordance ground truth at t.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,14 @@ from embodied_wm.model.preprocess import RAW_KEYS, modality_spec, normalize, nor
 from embodied_wm.observation import MODALITIES, Observation
 from embodied_wm.pipeline import Pipeline
 from embodied_wm.pipeline.sources import feed_bag, select_inputs
+from embodied_wm.sensing.rate import measure_rate
+from embodied_wm.train.windows import stamp_windows
 
 log = logging.getLogger(__name__)
 
 AFFORDANCE_MSGTYPE = "embodied_wm/msg/AffordanceMap"
-CACHE_VERSION = 2
+#: 3: episodes carry the messages the Pipeline rejected (``Episode.rejected``) besides object masks.
+CACHE_VERSION = 3
 SEGMENTATION_TOPIC = "/ground_truth/segmentation"
 #: Segmentation labels from this one up are objects (sim.scene.FIRST_OBJECT_LABEL; bags of other
 #: generators without a segmentation topic simply have no object masks).
@@ -66,6 +70,10 @@ class Episode:
     #: all zero (and ``obj_valid`` False) for bags without a segmentation topic.
     objmask: np.ndarray | None = None
     obj_valid: np.ndarray | None = None
+    #: Messages the Pipeline rejected while decoding, per "kind:reason", and the newest reason text of
+    #: each (e.g. the two shapes of a tactile array that does not fit the model's tactile_shape).
+    rejected: dict[str, int] = field(default_factory=dict)
+    rejected_detail: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.stamps_ns.shape[0])
@@ -155,12 +163,14 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
     valid = np.zeros(len(order), bool)
     if aff:
         keys = np.asarray(sorted(aff), np.int64)
-        tol = cfg.dt_ns // 2
+        # Half a camera period (half-open), whatever the model's dt: a map belongs to one camera frame.
+        rate = measure_rate(stamps_arr)
+        tol = (rate.period_ns if rate is not None else cfg.dt_ns) / 2
         for i, st in enumerate(stamps_arr):
             j = int(np.clip(np.searchsorted(keys, st), 1, len(keys) - 1)) if len(keys) > 1 else 0
             cand = [j - 1, j] if len(keys) > 1 else [0]
             best = min(cand, key=lambda c: abs(int(keys[c]) - int(st)))
-            if abs(int(keys[best]) - int(st)) <= tol:
+            if abs(int(keys[best]) - int(st)) < tol:
                 aff_arr[i], valid[i] = aff[int(keys[best])], True
     objmask = np.zeros((len(order), s, s), np.uint8)
     obj_valid = np.zeros(len(order), bool)
@@ -168,7 +178,8 @@ def decode_episode(path: str | Path, cfg: ModelConfig) -> Episode:
         if int(st) in seg:  # the simulator stamps segmentation with the camera frame's stamp
             objmask[i], obj_valid[i] = seg[int(st)], True
     return Episode(
-        str(path), stamps_arr, raw, aff_arr, valid, tuple(cfg.affordance_channels), objmask, obj_valid
+        str(path), stamps_arr, raw, aff_arr, valid, tuple(cfg.affordance_channels), objmask, obj_valid,
+        rejected=dict(pipe.stats.invalid), rejected_detail=dict(pipe.stats.invalid_detail),
     )
 
 
@@ -183,9 +194,11 @@ def load_episode(path: str | Path, cfg: ModelConfig, cache_dir: str | Path | Non
         try:
             with np.load(f, allow_pickle=False) as z:
                 raw = {k: z[k] for k in RAW_KEYS}
+                rejected = json.loads(str(z["rejected"]))
                 return Episode(
                     str(z["source"]), z["stamps_ns"], raw, z["affordance"], z["aff_valid"],
                     tuple(str(c) for c in z["channels"]), z["objmask"], z["obj_valid"],
+                    rejected=rejected["counts"], rejected_detail=rejected["detail"],
                 )
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: unreadable cache entry (%s), decoding again", f, exc)
@@ -197,6 +210,7 @@ def load_episode(path: str | Path, cfg: ModelConfig, cache_dir: str | Path | Non
         "aff_valid": ep.aff_valid, "channels": np.asarray(ep.channels), **ep.raw,
         "objmask": ep.objmask if ep.objmask is not None else np.zeros((len(ep), 0, 0), np.uint8),
         "obj_valid": ep.obj_valid if ep.obj_valid is not None else np.zeros(len(ep), bool),
+        "rejected": np.asarray(json.dumps({"counts": ep.rejected, "detail": ep.rejected_detail})),
     }
     np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
     os.replace(tmp, f)
@@ -244,7 +258,9 @@ class WindowDataset(Dataset):
       (the encoder inputs of frame t), future [K,S,S,3] uint8, actions [K,A] raw, affordance [C,S,S]
       float in [0,1], aff_valid () float, and with ``with_future_inputs`` the encoder inputs of frames
       t+1..t+K stacked as ``future_<name>`` [K,...] (latent-consistency targets).
-    A frame's prev is frame t-1 when it is at most 1.5 dt older, else the frame itself (as at runtime).
+    Targets are the frames at t + k·dt by stamp (``train.windows``). A frame's prev is the previous camera
+    frame when it is at most 1.5 camera periods older, else the frame itself (as at runtime, where the
+    backend's previous observation is the previous camera frame whatever the model's dt).
     With ``teacher_flow``, ``flow`` [K,2,S,S] is ``teacher_flow(frame t, frames t+1..t+K)``.
     ``objmask`` [K,1,S,S] float is 1 where an object is at t or t+k (segmentation ground truth; zeros
     without it): the frame and flow losses weight moving object pixels up, because the finger dominates
@@ -266,16 +282,17 @@ class WindowDataset(Dataset):
         self.teacher_flow = teacher_flow
         self.eps = []
         self.index: list[tuple[int, int]] = []
+        #: Per episode, [T, K] frame indices of t + k·dt for every window start t (-1 elsewhere).
+        self.future_index: list[np.ndarray] = []
         for ei, ep in enumerate(episodes):
             norm = normalize(ep.raw, cfg)
-            gap = np.diff(ep.stamps_ns, prepend=ep.stamps_ns[:1] - 10 * cfg.dt_ns)
-            has_prev = (gap > 0) & (gap <= 1.5 * cfg.dt_ns)
-            prev_idx = np.where(has_prev, np.arange(len(ep)) - 1, np.arange(len(ep)))
-            self.eps.append((ep, norm, prev_idx))
-            # A window must be K consecutive frames at ~dt spacing (no dropped camera frames inside it).
-            for t in range(len(ep) - self.k):
-                if has_prev[t + 1 : t + self.k + 1].all():
-                    self.index.append((ei, t))
+            # Windows are cut by stamp at the model's dt (train.windows), not as K consecutive frames.
+            win = stamp_windows(ep.stamps_ns, cfg.dt_ns, self.k, source=ep.source)
+            self.eps.append((ep, norm, win.prev))
+            fut = np.full((len(ep), self.k), -1, np.int64)
+            fut[win.anchors] = win.future
+            self.future_index.append(fut)
+            self.index.extend((ei, int(t)) for t in win.anchors)
         self.weights = np.asarray([self._window_weight(ei, t) for ei, t in self.index], np.float64)
 
     #: Extra sampling weight of a window in which an object moves / the finger is in contact.
@@ -286,14 +303,16 @@ class WindowDataset(Dataset):
 
     def _window_weight(self, ei: int, t: int) -> float:
         ep = self.eps[ei][0]
+        frames = np.concatenate([[t], self.future_index[ei][t]])  # t and its targets at t + k·dt
+        last = int(frames[-1])
         w = 1.0
         if ep.objmask is not None and ep.obj_valid is not None and ep.objmask.shape[1:] != (0, 0):
-            if ep.obj_valid[t] and ep.obj_valid[t + self.k]:
-                changed = int(np.count_nonzero(ep.objmask[t] != ep.objmask[t + self.k]))
+            if ep.obj_valid[t] and ep.obj_valid[last]:
+                changed = int(np.count_nonzero(ep.objmask[t] != ep.objmask[last]))
                 if changed >= self.MOTION_PIXELS:
                     w += self.OBJECT_MOTION_WEIGHT
-        tact = ep.raw["tactile"][t : t + self.k + 1]
-        tmask = ep.raw["mask"][t : t + self.k + 1, MODALITIES.index("tactile")] > 0
+        tact = ep.raw["tactile"][frames]
+        tmask = ep.raw["mask"][frames, MODALITIES.index("tactile")] > 0
         if tmask.any() and float(np.abs(tact[tmask]).max()) > 1e-3:
             w += self.CONTACT_WEIGHT
         return w
@@ -322,10 +341,13 @@ class WindowDataset(Dataset):
         ep, norm, prev_idx = self.eps[ei]
         k = self.k
         out = self._enc(norm, prev_idx, t)
-        out["future"] = ep.raw["image"][t + 1 : t + k + 1]
-        acts = ep.raw["action"][t : t + k].astype(np.float32)
+        fut_idx = self.future_index[ei][t]
+        out["future"] = ep.raw["image"][fut_idx]
+        # The command in force at t + j·dt drives step j+1 (frames t, then the first K-1 targets).
+        act_idx = np.concatenate([[t], fut_idx[:-1]])
+        acts = ep.raw["action"][act_idx].astype(np.float32)
         # A missing action reading means "unknown", the best guess is the last known command.
-        amask = ep.raw["mask"][t : t + k, MODALITIES.index("action")] > 0
+        amask = ep.raw["mask"][act_idx, MODALITIES.index("action")] > 0
         for j in range(1, k):
             if not amask[j]:
                 acts[j] = acts[j - 1]
@@ -336,12 +358,12 @@ class WindowDataset(Dataset):
             out["flow"] = teacher_flow(ep.raw["image"][t], out["future"])
         s = self.cfg.image_size
         if ep.objmask is not None and ep.objmask.shape[1:] == (s, s):
-            obj = np.maximum(ep.objmask[t][None], ep.objmask[t + 1 : t + k + 1])
+            obj = np.maximum(ep.objmask[t][None], ep.objmask[fut_idx])
         else:
             obj = np.zeros((k, s, s), np.uint8)
         out["objmask"] = obj[:, None].astype(np.float32)
         if self.with_future:
-            fut = self._enc(norm, prev_idx, np.arange(t + 1, t + k + 1))
+            fut = self._enc(norm, prev_idx, fut_idx)
             out.update({f"future_{n}": v for n, v in fut.items()})
         return {n: v if v.ndim == 0 else np.ascontiguousarray(v) for n, v in out.items()}
 

@@ -1,5 +1,6 @@
-"""Held-out evaluation of a world model on decoded episodes, with the project's metric definitions
-(``eval.metrics``: per-frame moving-pixel PSNR averaged per horizon step, pooled-pixel AUROC).
+"""Held-out evaluation of a world model on decoded episodes, scored by eval's one scorer
+(``eval.scoring.HorizonScorer``: frames matched by stamp, per-frame moving-pixel PSNR averaged per
+horizon step) plus pooled-pixel affordance AUROC.
 
 Reported next to the baselines on the same windows: copy-last-frame and linear motion extrapolation
 (``runtime.baselines``). ``ablate`` masks modalities out (as a missing sensor, through the mask input)
@@ -16,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied_wm.eval.metrics import ScoreHistogram, score_frames
+from embodied_wm.eval.metrics import ScoreHistogram
+from embodied_wm.eval.scoring import HorizonScorer, MethodStats, PendingPrediction
 from embodied_wm.io.bag import bag_paths
 from embodied_wm.model.checkpoint import load_checkpoint
 from embodied_wm.model.world_model import ENCODER_INPUTS, WorldModel
@@ -52,11 +54,16 @@ def sample_indices(n: int, max_samples: int | None) -> np.ndarray:
     return np.linspace(0, n - 1, max_samples).round().astype(int)
 
 
-def _linear_frames(prev: np.ndarray, cur: np.ndarray, horizon: int, dt_ns: int) -> np.ndarray | None:
+def _linear_frames(
+    prev: np.ndarray, cur: np.ndarray, horizon: int, dt_ns: int, prev_ns: int, cur_ns: int
+) -> np.ndarray:
+    """The linear baseline from the previous camera frame (at its real stamp: one camera period back,
+    which is not dt when the camera is faster than the model) and the current one."""
     s = cur.shape[0]
     be = LinearBackend(image_size=(s, s), horizon=horizon, dt_ns=dt_ns)
-    be.predict(Observation(stamp_ns=1, image=prev))
-    return be.predict(Observation(stamp_ns=1 + dt_ns, image=cur)).frames
+    if prev_ns < cur_ns:
+        be.predict(Observation(stamp_ns=prev_ns, image=prev))
+    return be.predict(Observation(stamp_ns=cur_ns, image=cur)).frames
 
 
 @torch.no_grad()
@@ -69,72 +76,93 @@ def evaluate_model(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     baselines: bool = True,
+    actions: str = "recorded",
 ) -> dict[str, Any]:
-    """Metrics over the K-step windows of ``episodes`` (every window, or ``max_samples`` evenly spaced)."""
+    """Metrics over the K-step windows of ``episodes`` (every window, or ``max_samples`` evenly spaced).
+
+    Frames are scored by ``eval.scoring.HorizonScorer`` (the offline and online evaluation's scorer):
+    each prediction's frames are stamped t + k·dt and matched to the episode's camera frames by stamp
+    with its half-open dt/2 tolerance, so the trainer's validation and ``embodied-wm eval`` measure the
+    same thing. ``actions="held"`` drives every step with the command at t, as the node and
+    ``embodied-wm eval`` do (they do not know the future commands); "recorded" uses the commands that
+    were actually sent (what a planner's candidate would be)."""
+    if actions not in ("recorded", "held"):
+        raise ValueError(f"actions must be 'recorded' or 'held', got {actions!r}")
     cfg = model.cfg
     mods = ABLATIONS[ablate] if isinstance(ablate, str) else tuple(ablate)
     ds = WindowDataset(episodes, cfg, with_future_inputs=False)
     idx = sample_indices(len(ds), max_samples)
     k = cfg.horizon
     methods = ["model", "copy_last"] + (["linear"] if baselines else [])
-    psnrs: dict[str, list[list[float]]] = {m: [[] for _ in range(k)] for m in methods}
-    whole: dict[str, list[list[float]]] = {m: [[] for _ in range(k)] for m in methods}
+    stats = {m: MethodStats(k) for m in methods}
     hists = {c: ScoreHistogram() for c in cfg.affordance_channels}
-    moving_frac = [0.0] * k
+    scorers: dict[int, HorizonScorer] = {}
     model.eval().to(device)
-    have_linear = baselines
+    offsets = cfg.dt_ns * np.arange(1, k + 1, dtype=np.int64)
     for start in range(0, len(idx), batch_size):
-        items = [ds[int(i)] for i in idx[start : start + batch_size]]
+        chunk = [int(i) for i in idx[start : start + batch_size]]
+        items = [ds[i] for i in chunk]
         batch = {n: torch.from_numpy(np.stack([it[n] for it in items])).to(device) for n in items[0]}
         _ablate(batch, mods)
+        if actions == "held":
+            batch["actions"] = batch["actions"][:, :1].expand_as(batch["actions"]).contiguous()
         state = model.encoder(*(batch[n] for n in ENCODER_INPUTS))
         frames, aff = model.rollout_net(*state, batch["actions"])
         pred = (frames.clamp(0, 1) * 255.0).round().byte().permute(0, 1, 3, 4, 2).cpu().numpy()
         affn = aff.cpu().numpy()
         for b, it in enumerate(items):
+            ei, t = ds.index[chunk[b]]
+            ep, _, prev_idx = ds.eps[ei]
+            t_ns, prev_ns = int(ep.stamps_ns[t]), int(ep.stamps_ns[prev_idx[t]])
+            scorer = scorers.get(ei)
+            if scorer is None:
+                # One scorer per episode: episodes may share stamps (every simulated bag starts at t0).
+                scorers.clear()
+                scorer = scorers[ei] = HorizonScorer(with_ssim=False)
+                for st, img in zip(ep.stamps_ns, ep.raw["image"], strict=True):
+                    scorer.add_frame(int(st), img)
             cur = np.moveaxis(np.round(it["image"] * 255.0), 0, -1).astype(np.uint8)
             prev = np.moveaxis(np.round(it["prev_image"] * 255.0), 0, -1).astype(np.uint8)
-            lin = _linear_frames(prev, cur, k, cfg.dt_ns) if have_linear else None
-            if have_linear and lin is None:
-                have_linear = False
-                methods.remove("linear")
-                psnrs.pop("linear")
-                whole.pop("linear")
-            future = np.asarray(it["future"])
-            cands = {"model": pred[b], "copy_last": np.broadcast_to(cur, future.shape)}
-            if lin is not None:
-                cands["linear"] = lin
-            for m, frames_k in cands.items():
-                scores = score_frames(frames_k, future, cur, with_ssim=False)
-                for j in range(k):
-                    whole[m][j].append(scores.psnr[j])
-                    if scores.psnr_moving[j] is not None:
-                        psnrs[m][j].append(scores.psnr_moving[j])  # type: ignore[arg-type]
-                    if m == "model":
-                        moving_frac[j] += float(scores.moving_fraction[j] or 0.0)
+            cands = {"model": pred[b], "copy_last": np.repeat(cur[None], k, axis=0)}
+            if baselines:
+                cands["linear"] = _linear_frames(prev, cur, k, cfg.dt_ns, prev_ns, t_ns)
+            for m, fr in cands.items():
+                pending = PendingPrediction(m, t_ns, t_ns + offsets, fr)
+                stats[m].add(scorer.score(pending), latency=False)
             if it["aff_valid"] > 0:
                 for c, name in enumerate(cfg.affordance_channels):
                     hists[name].add(affn[b, c], it["affordance"][c] > 0.5)
-    per_step = {m: [float(np.mean(v)) if v else math.nan for v in psnrs[m]] for m in methods}
+
+    def per_step(m: str, metric: str) -> list[float]:
+        return [math.nan if v is None else float(v) for v in stats[m].means(metric)]
+
+    psnr_moving = {m: per_step(m, "psnr_moving") for m in methods}
     out: dict[str, Any] = {
         "samples": len(idx),
         "episodes": len(episodes),
         "ablate": list(mods),
-        "psnr_moving_per_step": per_step,
-        "psnr_moving_mean": {m: float(np.nanmean(v)) for m, v in per_step.items()},
-        "moving_fraction_per_step": [f / max(len(idx), 1) for f in moving_frac],
-        "psnr_per_step": {m: [float(np.mean(v)) if v else math.nan for v in whole[m]] for m in methods},
+        "actions": actions,
+        "dt_s": cfg.dt_s,
+        "psnr_moving_per_step": psnr_moving,
+        "psnr_moving_mean": {m: _nanmean(v) for m, v in psnr_moving.items()},
+        "moving_fraction_per_step": per_step("model", "moving_fraction"),
+        "psnr_per_step": {m: per_step(m, "psnr") for m in methods},
     }
     means = out["psnr_moving_mean"]
     out["psnr_moving_gain_vs_copy_last"] = means["model"] - means["copy_last"]
-    out["psnr_moving_min_step_gain_vs_copy_last"] = float(
-        np.nanmin(np.asarray(per_step["model"]) - np.asarray(per_step["copy_last"]))
-    )
+    gains = np.asarray(psnr_moving["model"]) - np.asarray(psnr_moving["copy_last"])
+    finite = np.isfinite(gains).any()
+    out["psnr_moving_min_step_gain_vs_copy_last"] = float(np.nanmin(gains)) if finite else math.nan
     for name, h in hists.items():
         out[f"{name}_auroc"] = h.auroc()
         out[f"{name}_ap"] = h.average_precision()
         out[f"{name}_positive_fraction"] = h.n_pos / max(h.n_pos + h.n_neg, 1)
     return out
+
+
+def _nanmean(v: Sequence[float]) -> float:
+    a = np.asarray(v, np.float64)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else math.nan
 
 
 def evaluate_checkpoint(

@@ -11,6 +11,7 @@ seeded by (seed, e), so a resumed run continues exactly the batch sequence of an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -43,8 +44,10 @@ from embodied_wm.train.dataset import (
     split_episodes,
     stats_from_episodes,
 )
+from embodied_wm.train.derive import absent_sensors, apply_spec, derive_spec, describe_changes, is_template
 from embodied_wm.train.evaluate import evaluate_model
 from embodied_wm.train.losses import LossWeights, affordance_loss, flow_loss, frame_loss, latent_loss
+from embodied_wm.train.windows import TimingError, auto_dt_ns, parse_dt, stamp_windows
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class TrainArgs:
     frame_steps: int = 4
     weight_decay: float = 1e-4
     progress: bool = True
+    #: Model step in seconds; None: the config's dt_s; "auto": the camera's median period.
+    dt: float | str | None = None
     weights: LossWeights = field(default_factory=LossWeights)
     #: Modality dropout + camera degradations (None = off: every sensor always present and clean).
     augment: AugmentConfig | None = None
@@ -265,12 +270,17 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         cfg = load_config(a.config)
         start_step, history, best, elapsed0 = 0, [], -math.inf, 0.0
 
+    cfg, data_record = config_for_data(a, cfg, fixed=resumed or bool(a.init))
     episodes = load_episodes(a.data, cfg, a.cache_dir, progress=a.progress and is_main)
     val_eps: list[Episode]
     if a.val_data:
         train_eps, val_eps = list(episodes), load_episodes(a.val_data, cfg, a.cache_dir)
     else:
         train_eps, val_eps = split_episodes(episodes, a.val_fraction, a.seed)
+    cfg = dt_for_data(a, cfg, train_eps, val_eps, data_record, fixed=resumed)
+    data_record["rejected_messages"] = rejected_messages([*train_eps, *val_eps])
+    if is_main:
+        _log_data(cfg, data_record)
     if not resumed and not a.init:
         cfg = cfg.replace(**stats_from_episodes(train_eps))
         model = WorldModel(cfg)
@@ -310,6 +320,7 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
             "train_episodes": [e.source for e in train_eps],
             "val_episodes": [e.source for e in val_eps],
             "val_metrics": val or {},
+            "data": data_record,
         }
         save_checkpoint(model, cfg, out, meta)
         _save_optimizer(opt, out / "optimizer.safetensors")
@@ -321,6 +332,8 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         bar = tqdm(total=a.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
     t0 = time.time()
     running: dict[str, float] = {}
+    #: This run's loss per step, averaged over the ranks (the loss of the whole distributed batch).
+    step_losses: list[float] = []
     val: dict[str, Any] | None = None
     step = start_step
     stop_reason: str | None = None
@@ -333,6 +346,7 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         loss, parts = step_mod(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        step_losses.append(_mean_over_ranks(loss, world))
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         for n, v in {"loss": loss, **parts}.items():
@@ -352,9 +366,7 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
                 stop_reason = f"--max-minutes {a.max_minutes:g}"
         if done % a.val_every == 0 or done == a.steps or stop_reason:
             if is_main:
-                val = evaluate_model(
-                    model, val_eps, max_samples=a.max_val_samples, device=device, baselines=False
-                ) if val_eps else None
+                val = validate(model, val_eps, a.max_val_samples, device) if val_eps else None
                 model.train()
                 entry = {"step": done, "train_loss": dict(running), "time_s": elapsed0 + time.time() - t0}
                 if val:
@@ -364,7 +376,8 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
                 if val:
                     msg += (
                         f", val moving PSNR model {val['psnr_moving_mean']['model']:.2f} dB vs copy-last "
-                        f"{val['psnr_moving_mean']['copy_last']:.2f} dB, "
+                        f"{val['psnr_moving_mean']['copy_last']:.2f} dB (held command, as embodied-wm "
+                        f"eval scores it: {val['held_actions']['psnr_moving_mean']['model']:.2f} dB), "
                         f"contact AUROC {val.get('contact_auroc')}"
                     )
                 (bar.write if bar is not None else log.info)(msg)
@@ -400,9 +413,140 @@ def run_training(a: TrainArgs) -> dict[str, Any]:
         "best_val_psnr_gain": best,
         "history": history,
         "command": command,
+        "data": data_record,
+        "loss_per_step": step_losses,
+        "world_size": world,
     }
+    digests = _rank_weight_digests(model, world)
+    result["rank_weight_sha256"] = digests
+    if is_main and len(set(digests)) > 1:
+        log.error("the ranks ended with different weights (%s): DistributedDataParallel lost sync", digests)
     if is_main:
         (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     if world > 1:
         dist.destroy_process_group()
     return result
+
+
+def _mean_over_ranks(loss: Tensor, world: int) -> float:
+    v = loss.detach().clone()
+    if world > 1:
+        dist.all_reduce(v)
+        v /= world
+    return float(v)
+
+
+def _rank_weight_digests(model: nn.Module, world: int) -> list[str]:
+    """SHA-256 of every rank's parameters (bytes, in state_dict order), gathered to all ranks: DDP
+    replicas that stayed in sync give one digest ``world`` times."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    mine = h.hexdigest()
+    if world <= 1:
+        return [mine]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, mine)
+    return [str(d) for d in out]
+
+
+def validate(
+    model: WorldModel, val_eps: list[Episode], max_samples: int | None, device: torch.device
+) -> dict[str, Any]:
+    """Held-out metrics with the recorded commands (what checkpoints are chosen by), plus the model's
+    frame metrics with the command at t held over the horizon, which is how the node runs and how
+    ``embodied-wm eval`` scores it (the same scorer, so those figures agree on the same windows)."""
+    val = evaluate_model(model, val_eps, max_samples=max_samples, device=device, baselines=False)
+    held = evaluate_model(
+        model, val_eps, max_samples=max_samples, device=device, baselines=False, actions="held"
+    )
+    val["held_actions"] = {k: held[k] for k in ("psnr_moving_mean", "psnr_moving_per_step", "psnr_per_step")}
+    return val
+
+
+# ------------------------------------------------------------------ the data fixes the config (issue 15)
+def config_for_data(a: TrainArgs, cfg: ModelConfig, fixed: bool) -> tuple[ModelConfig, dict[str, Any]]:
+    """The config with what the bags fix (train.derive): derived from a named template, checked against
+    an explicit JSON config or the checkpoint of --init/--resume (``fixed``). Returns the record kept in
+    the checkpoint metadata and metrics.json."""
+    spec = derive_spec([*a.data, *(a.val_data or [])])
+    explicit = fixed or not is_template(a.config)
+    what = f"checkpoint config of {a.init or a.out}" if fixed else f"config {a.config}"
+    cfg, changes = apply_spec(cfg, spec, explicit=explicit, what=what)
+    record: dict[str, Any] = {
+        "config_source": "checkpoint" if fixed else ("explicit" if explicit else "derived from the bags"),
+        "data_spec": spec.as_dict(),
+        "changes": changes,
+        "absent": absent_sensors(spec),
+    }
+    return cfg, record
+
+
+def dt_for_data(
+    a: TrainArgs,
+    cfg: ModelConfig,
+    train_eps: list[Episode],
+    val_eps: list[Episode],
+    record: dict[str, Any],
+    fixed: bool,
+) -> ModelConfig:
+    """The model's dt: --dt (seconds or "auto" = the camera's median period) or the config's, checked
+    against every episode's camera stamps (train.windows) before training starts. A resumed run keeps
+    the checkpoint's dt."""
+    want = parse_dt(a.dt)
+    if want == "auto":
+        dt_ns = auto_dt_ns([e.stamps_ns for e in train_eps])
+        source = "auto (the camera's median period)"
+    elif want is not None:
+        dt_ns = round(float(want) * 1e9)
+        source = "--dt"
+    else:
+        dt_ns, source = cfg.dt_ns, "config"
+    if fixed and dt_ns != cfg.dt_ns:
+        raise TimingError(
+            f"--dt {dt_ns / 1e9:g} s differs from the resumed checkpoint's dt_s {cfg.dt_s:g} s; "
+            "a run resumes at the dt it was started with"
+        )
+    if dt_ns != cfg.dt_ns:
+        cfg = cfg.replace(dt_s=dt_ns / 1e9)
+    rates: dict[str, float] = {}
+    for e in [*train_eps, *val_eps]:
+        win = stamp_windows(e.stamps_ns, cfg.dt_ns, cfg.horizon, source=e.source)  # TimingError if unfit
+        if win.rate is not None:
+            rates[e.source] = round(win.rate.hz, 4)
+    record["dt"] = {"dt_s": cfg.dt_s, "source": source, "camera_hz": rates}
+    return cfg
+
+
+def rejected_messages(episodes: list[Episode]) -> dict[str, Any]:
+    """Messages the Pipeline rejected while decoding, summed over the episodes, with the newest reason
+    of each kind (e.g. both shapes of a tactile array that does not fit) and the bags they came from."""
+    counts: dict[str, int] = {}
+    detail: dict[str, str] = {}
+    per_bag: dict[str, dict[str, int]] = {}
+    for e in episodes:
+        for key, n in e.rejected.items():
+            counts[key] = counts.get(key, 0) + int(n)
+            per_bag.setdefault(e.source, {})[key] = int(n)
+        detail.update(e.rejected_detail)
+    return {"counts": counts, "reasons": detail, "bags": per_bag}
+
+
+def _log_data(cfg: ModelConfig, record: dict[str, Any]) -> None:
+    dt = record["dt"]
+    hz = sorted(set(dt["camera_hz"].values()))
+    log.info(
+        "config %s for the data (%s): %s; tactile %s, proprio %d, action %d, audio %d Hz, image %d px, "
+        "dt %.4g s (%s; camera %s Hz)",
+        cfg.name, record["config_source"], describe_changes(record["changes"], record["absent"]),
+        "x".join(map(str, cfg.tactile_shape)), cfg.proprio_dim, cfg.action_dim, cfg.audio_sample_rate,
+        cfg.image_size, cfg.dt_s, dt["source"], ", ".join(f"{h:g}" for h in hz) or "?",
+    )
+    rej = record["rejected_messages"]["counts"]
+    if rej:
+        reasons = record["rejected_messages"]["reasons"]
+        log.warning(
+            "messages that do not fit the model were left out: %s",
+            "; ".join(f"{k} x{n}: {reasons.get(k, '')}" for k, n in sorted(rej.items())),
+        )
