@@ -177,3 +177,23 @@ def test_explicit_config_and_dt_mismatches_are_one_line_errors(tmp_path: Path) -
         assert not (tmp_path / "out" / "model.safetensors").exists()
     bad = _train(["--data", str(bag), "--dt", "soon"], tmp_path / "out")
     assert bad.returncode == 2 and "--dt" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_eval_names_both_shapes_when_the_bag_does_not_fit_the_model(tmp_path: Path) -> None:
+    """A 1x25 taxel strip against the shipped 5x5 model: counted, and the warning says why."""
+    from conftest import REPO
+
+    from embodied_wm.eval.synthetic import SceneConfig, write_bag
+
+    bag = write_bag(tmp_path / "strip", SceneConfig(frames=12, tactile_shape=(1, 25)))
+    out = tmp_path / "ev"
+    proc = subprocess.run(
+        [sys.executable, "-m", "embodied_wm.cli", "eval", str(bag), "--model", str(REPO / "models" / "tiny"),
+         "--backend", "pytorch", "--out", str(out), "--no-report", "--max-frames", "3"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["bags"][0]["pipeline"]["invalid"].get("tactile:bad_shape", 0) > 0
+    warning = [ln for ln in proc.stderr.splitlines() if "tactile:bad_shape" in ln]
+    assert warning and "(1, 25)" in warning[0] and "(5, 5)" in warning[0], proc.stderr

@@ -638,6 +638,7 @@ def build_summary(
         "stopped": [{"bag": r.bag, "at": r.stopped} for r in results if r.stopped],
     }
     summary.update(camera_timing(results, ref.dt_ns))
+    summary["warnings"].extend(invalid_message_warnings(results))
     model_aff = methods.get("model", {}).get("affordance")
     if model_aff:
         summary["affordance"] = {ch: {"auroc": v["auroc"], "ap": v["ap"]} for ch, v in model_aff.items()}
@@ -709,6 +710,20 @@ def camera_timing(results: Sequence[BagResult], dt_ns: int) -> dict[str, Any]:
             warnings.append(f"the bags' cameras run at different rates: {', '.join(f'{h:g}' for h in hz)} Hz")
     out["warnings"] = warnings
     return out
+
+
+def invalid_message_warnings(results: Sequence[BagResult]) -> list[str]:
+    """One warning per rejection reason over all bags (e.g. taxel arrays that do not fit the model),
+    with the count and the newest reason text, so a mismatch is not only a number in summary.json."""
+    counts: dict[str, int] = {}
+    detail: dict[str, str] = {}
+    for r in results:
+        counts.update({k: counts.get(k, 0) + int(v) for k, v in r.pipeline_stats.get("invalid", {}).items()})
+        detail.update(r.pipeline_stats.get("invalid_detail", {}))
+    return [
+        f"{n} {key} messages were rejected" + (f": {detail[key]}" if key in detail else "")
+        for key, n in sorted(counts.items())
+    ]
 
 
 def merge_records(results: Sequence[BagResult], out_path: str | Path) -> int:
