@@ -102,8 +102,8 @@ def _write_mixed_taxel_bag(out: Path) -> Path:
     a 1x25 strip (a firmware that changes layout): those do not fit a 5x5 model."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from embodied_wm.data.typestore import typestore
     from embodied_wm.eval.synthetic import SceneConfig, _messages
+    from embodied_wm.io.typestore import typestore
 
     store = typestore()
     conns: dict[str, object] = {}
