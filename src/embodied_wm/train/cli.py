@@ -18,12 +18,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from embodied_wm.errors import ConfigError
+from embodied_wm.errors import ConfigError, EmbodiedWMError
+from embodied_wm.train.windows import TimingError, parse_dt
 
 
 def _dt_arg(value: str) -> float | str:
-    from embodied_wm.train.windows import TimingError, parse_dt
-
     try:
         dt = parse_dt(value)
     except TimingError as exc:
@@ -187,8 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(parser)
     args = parser.parse_args(argv)
-    from embodied_wm.errors import EmbodiedWMError
-
     try:
         return _run_train(args)
     except (EmbodiedWMError, FileNotFoundError) as exc:
