@@ -648,6 +648,29 @@ def test_lifecycle_services_and_predict_rollout(spawn: Callable, probe: Probe, t
     r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", rollout_request(2, a=3))
     assert not r.success and "action_dim" in r.message
 
+    # Pixel goals: per candidate the expected designated-pixel positions per step, scores from their goal
+    # distance (the linear baseline is action-blind: its maps stay put, so the nearer goal scores higher
+    # for every candidate alike). Old-style requests above carry none of these fields and still work.
+    px = rollout_request(3)
+    px.designated_pixels, px.goal_pixels = [10.0, 30.0, 40.0, 12.0], [20.0, 30.0, 40.0, 50.0]
+    px.score_channels, px.score_weights = ["contact", "pixel"], [0.0, 1.0]
+    r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", px)
+    assert r.success, r.message
+    assert r.num_pixels == 2 and len(r.pixel_positions) == 3 * 8 * 2 * 2
+    pos = np.asarray(r.pixel_positions).reshape(3, 8, 2, 2)
+    assert np.allclose(pos, [[10.0, 30.0], [40.0, 12.0]], atol=1e-4)
+    assert np.allclose(r.scores, -(10.0 + 38.0) / 64, atol=1e-5)
+    for field, values, needle in (
+        ("designated_pixels", [64.0, 3.0], "designated pixel 0 (u=64, v=3) is outside the 64x64 image"),
+        ("goal_pixels", [5.0, -3.0], "goal pixel 0 (u=5, v=-3) is outside the 64x64 image"),
+        ("goal_pixels", [5.0], "need (u, v) pairs"),
+    ):
+        bad = rollout_request(2)
+        bad.designated_pixels, bad.goal_pixels = [10.0, 30.0], [20.0, 30.0]
+        setattr(bad, field, values)
+        r = probe.call(PredictRollout, f"/{NODE}/predict_rollout", bad)
+        assert not r.success and needle in r.message, r.message
+
     # Parameters are validated when set at run time too (ros2 param set goes through this service).
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
@@ -726,6 +749,11 @@ def test_missing_modality_and_malformed_messages_with_planner(
             f"log_path:={plan_log}",
             "-p",
             "goal_topic:=''",
+            # Pixel goals (the default objective) over DDS: the service's scores-only path.
+            "-p",
+            "designated_pixels:=[20.0, 30.0]",
+            "-p",
+            "goal_pixels:=[40.0, 30.0]",
         ],
         "planner",
     )
@@ -775,7 +803,7 @@ def test_missing_modality_and_malformed_messages_with_planner(
     speeds = np.array([[c.twist.linear.x, c.twist.linear.y, c.twist.linear.z] for c in cmds])
     assert np.abs(speeds).max() <= 0.05 + 1e-6 and not speeds[:, 2].any()
     lines = plan_log.read_text().splitlines()
-    assert lines and '"model_id": "linear"' in lines[-1]
+    assert lines and '"model_id": "linear"' in lines[-1] and '"objective": "pixel"' in lines[-1]
     assert probe.lost["frames"] == 0, probe.lost
 
 

@@ -29,6 +29,8 @@ def test_bench_report_for_baselines(cls: type) -> None:
     assert rep["predict"]["total_ms"]["n"] == 5 and rep["predict"]["predictions_per_s"] > 0
     assert set(rep["rollout"]) == {"1", "8"}
     assert rep["rollout"]["8"]["predictions_per_s"] > 0
+    assert set(rep["score"]) == {"1", "8", "64"} and rep["cem_step"]["total_ms"]["n"] >= 1
+    assert set(rep["score_targets"]) == {"score_64", "cem_step_3x64"}
     assert "numpy" in rep["versions"]
     json.dumps(rep)
 
@@ -55,6 +57,9 @@ def test_cli_export_and_bench(
     ]
     assert rep["settings"]["candidates"] == [1, 2]
     assert rep["rollout"]["2"]["total_ms"]["p50"] > 0
+    # The scores-only graph (score.onnx) ran, at the asked N and at the target's 64.
+    assert rep["score"]["2"]["total_ms"]["p50"] > 0 and rep["score"]["64"]["total_ms"]["n"] >= 1
+    assert rep["score_targets"]["score_64"]["target_ms"] == 100.0
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

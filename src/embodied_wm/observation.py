@@ -111,3 +111,21 @@ class Rollout:
     affordance_channels: tuple[str, ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
     model_id: str = ""
+
+
+@dataclass
+class PixelRollout:
+    """The scores-only rollout of N candidates for P designated pixels (pixel goals, latent goals).
+
+    positions: N x K x P x 2 float32, the expected (u, v) of each designated pixel's probability map after
+    each step, in pixels of the model image; distances: N x K x P float32, the maps' expected distance to
+    the goal pixels; latents: N x K x D float32 rolled latents (None for action-blind baselines).
+    """
+
+    stamp_ns: int
+    dt_ns: int
+    positions: np.ndarray
+    distances: np.ndarray
+    latents: np.ndarray | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    model_id: str = ""

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from embodied_wm.pipeline import Pipeline
+from embodied_wm.planning import pixel_goal as PG
 from embodied_wm.planning.cem import CemSampler
 from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, score_rollout
+from embodied_wm.planning.pixel_goal import PixelGoal
 from embodied_wm.sensing import resize as conv
 
 if TYPE_CHECKING:
@@ -140,6 +142,8 @@ class CemController:
         ep: Episode,
         delay_compensation: bool,
         goal_mode: str = "last",
+        goal_object: int | None = None,
+        goal_uv: Sequence[float] | None = None,
     ) -> None:
         # lazy: MuJoCo is optional (the simulator extra)
         from embodied_wm.sim import messages as mk
@@ -157,6 +161,14 @@ class CemController:
         )
         h, w = backend.image_size
         self.goal = conv.resize_area(goal_rgb, h, w)
+        # The pixel objective (planner_node's default): the goal object's pixel and its goal pixel, both
+        # from the simulator (a perfect tracker re-designates the object every control step).
+        wants_pixels = planner.get("objective", "image") == "pixel"
+        self.pixel_target = (
+            (int(goal_object), [float(v) for v in goal_uv])
+            if wants_pixels and goal_object is not None and goal_uv is not None
+            else None
+        )
         self.kit = mk.RclpyKit()
         self.ids = mk.FrameIds()
         self.res = ep.sim.res
@@ -225,12 +237,18 @@ class CemController:
         reference = None
         if self.goal_mode == "region" and obs.image is not None:
             reference = conv.resize_area(obs.image, *be.image_size)
+        pixel_goal = None
+        if self.pixel_target is not None:
+            pixel_goal = sim_pixel_goal(ep, self.pixel_target[0], self.pixel_target[1], be.image_size)
         for _ in range(int(c["iterations"])):
             samples = self.sampler.sample(n)
             full = self.sampler.full(samples)
             cand = np.concatenate([np.broadcast_to(known, (n, *known.shape)), full], axis=1)
-            rollout = be.rollout(cand)
-            scores, terms = score_rollout(rollout, self.weights, self.goal, self.goal_mode, reference)
+            if pixel_goal is None:
+                rollout = be.rollout(cand)
+                scores, terms = score_rollout(rollout, self.weights, self.goal, self.goal_mode, reference)
+            else:
+                scores, terms = self._pixel_scores(cand, pixel_goal)
             self.sampler.refit(samples, scores)
         assert samples is not None and scores is not None
         for name, term in terms.items():
@@ -242,6 +260,22 @@ class CemController:
         action = np.zeros(6)
         action[: first.size] = first
         return action
+
+    def _pixel_scores(self, cand: np.ndarray, goal: PixelGoal) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """What perception_node computes for a pixel-goal request: the scores-only path, plus the contact
+        term (full decode) only when its weight is nonzero."""
+        pixels = self.backend.score_pixels(cand, *goal.query())
+        terms = PG.pixel_terms(pixels, goal)
+        weights = {
+            PG.PIXEL_CHANNEL: float(self.cfg["pixel_weight"]),
+            PG.APPROACH_CHANNEL: float(self.cfg["approach_weight"]),
+        }
+        scores = PG.combine(terms, weights)
+        if float(self.cfg["contact_weight"]) != 0.0:
+            extra, contact = score_rollout(self.backend.rollout(cand), self.weights, None)
+            scores = scores + extra
+            terms.update(contact)
+        return scores.astype(np.float32), terms
 
     def applied(self, frame: FrameData) -> None:
         # lazy: MuJoCo is optional (the simulator extra)
@@ -265,3 +299,33 @@ class CemController:
                 "dropped": dict(self.pipeline.stats.dropped),
             },
         }
+
+
+def sim_pixels(ep: Episode, object_index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(object centre, fingertip centre) projected into the camera, as (u, v) pixels of a ``size``
+    (H, W) model image."""
+    pts = np.stack([ep.sim.object_poses()[object_index, :3], ep.sim.data.xpos[ep.sim.tip_body]])
+    uv = ep.sim.project(pts)[0]
+    res = ep.sim.res
+    scale = np.array([size[1] / res, size[0] / res])
+    out = (uv + 0.5) * scale - 0.5
+    return out[0], out[1]
+
+
+def sim_pixel_goal(
+    ep: Episode, object_index: int, goal_uv: Sequence[float], size: tuple[int, int]
+) -> PixelGoal:
+    """The pixel goal a planner would be given now: the goal object's centre pixel, its goal position's
+    pixel (``goal_uv``, camera pixels), and the fingertip's pixel when it is in view; in model pixels,
+    clipped into the image (an object or goal at the very edge)."""
+    obj, tip = sim_pixels(ep, object_index, size)
+    res = ep.sim.res
+    g = (np.asarray(goal_uv, float) + 0.5) * np.array([size[1] / res, size[0] / res]) - 0.5
+    hi = np.array([size[1] - 1.0, size[0] - 1.0])
+    inside = bool(np.isfinite(tip).all() and (tip >= 0).all() and (tip <= hi).all())
+    return PixelGoal(
+        np.clip(obj, 0, hi)[None].astype(np.float32),
+        np.clip(g, 0, hi)[None].astype(np.float32),
+        (int(size[0]), int(size[1])),
+        tip.astype(np.float32) if inside else None,
+    )

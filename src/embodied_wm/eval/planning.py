@@ -28,8 +28,12 @@ never saw):
    * ``cem``: planning.cem's ``CemSampler`` and planning.objectives' ``score_rollout`` (imported, not copied)
      over ``backend.rollout`` of the candidates, receding horizon: the first action of the best sequence
      is executed each step. Settings default to planner_node's parameters (config/planner.yaml).
-     ``--goal-mode`` picks ``score_rollout``'s goal comparison (default ``last``, as the nodes use);
-     ``region`` takes the latest Observation's image as the reference the goal is compared with.
+     ``--objective`` (default planner_node's, ``pixel``): ``pixel`` scores pixel goals on the
+     scores-only rollout as perception_node does for a request with designated pixels: the goal
+     object's projected centre (designated pixel, re-read from the simulator every control step, i.e. a
+     perfect tracker), its goal position's projection (goal pixel) and the fingertip's (effector pixel);
+     ``image`` scores the goal image: ``--goal-mode`` picks ``score_rollout``'s goal comparison (default
+     ``last``, as the nodes use); ``region`` takes the latest Observation's image as the reference.
    * ``random``: uniform random actions within the same bounds (``CemSampler.sample(uniform=True)``).
    * ``zero``: the finger holds still.
    * ``scripted``: the goal run's own actions replayed; an upper reference that must reproduce the goal
@@ -118,6 +122,9 @@ PLANNER_SETTINGS: tuple[str, ...] = (
     "init_std",
     "goal_weight",
     "contact_weight",
+    "objective",
+    "pixel_weight",
+    "approach_weight",
     "seed",
 )
 #: Where control starts: the scene's initial state, or where the scripted push stroke begins.
@@ -445,9 +452,22 @@ def evaluate(opts: PlanningOptions, progress: Callable[[], None] | None = None) 
         "episodes": episodes,
         "skipped": skipped,
         "summary": summarize(episodes, opts.controllers),
+        # planner_node's default objective (config/planner.yaml); cem's figures under summary[<objective>]
+        # for the objective this run used.
+        "default_objective": default_objective(),
         "_frames": frames,
     }
+    s = doc["summary"]
+    s["objective"] = opts.planner["objective"]
+    s[s["objective"]] = {k: s[k] for k in ("cem_vs_random",) if k in s}
+    if "cem" in s["controllers"]:
+        s[s["objective"]]["cem"] = s["controllers"]["cem"]
     return doc
+
+
+def default_objective() -> str:
+    """The objective planner_node uses by default (its ``objective`` parameter)."""
+    return str(P.spec_table(PLANNER_PARAMS)["objective"].default)
 
 
 def _evaluate_episode(
@@ -481,6 +501,8 @@ def _evaluate_episode(
                     ep,
                     opts.delay_compensation,
                     opts.goal_mode,
+                    goal.object_index,
+                    goal.goal_uv,
                 )
             elif name == "random":
                 seed = _sub_seed(int(opts.planner["seed"]), opts.seed, goal.episode, 1)

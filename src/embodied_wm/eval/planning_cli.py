@@ -109,6 +109,14 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--init-std", type=float, default=None, metavar="F")
     g.add_argument("--goal-weight", type=float, default=None, metavar="W")
     g.add_argument("--contact-weight", type=float, default=None, metavar="W")
+    g.add_argument(
+        "--objective",
+        default=None,
+        metavar="OBJ",
+        help="pixel (the goal object's pixel to its goal pixel) or image (goal image)",
+    )
+    g.add_argument("--pixel-weight", type=float, default=None, metavar="W")
+    g.add_argument("--approach-weight", type=float, default=None, metavar="W")
     g.add_argument("--planner-seed", type=int, default=None, metavar="S")
     p.set_defaults(func=run)
     one_line_argparse_errors(p, PROG)

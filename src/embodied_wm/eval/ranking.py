@@ -29,8 +29,14 @@ of ``--steps`` steps after its approach; same seeds, same skipping) and per stat
    centroid in the last frame, found by colour inside a window around it, distance to the goal centroid
    (normalized; a lost object counts 1.5). ``track`` is privileged (it is told which pixels are the
    goal object, from the simulator's segmentation): it is not a planner mode but a probe of whether
-   frames carry the object's motion at all. ``node_score`` is the complete score planner_node gets
-   from the service (goal term ``last`` + contact affordance, config/planner.yaml weights), model only.
+   frames carry the object's motion at all. ``pixel`` (planner_node's default objective): the goal
+   object's projected centre at t is the designated pixel, its goal position's projection the goal
+   pixel, the fingertip's projection the effector pixel (``planning.pixel_goal``, config/planner.yaml
+   weights); ``model`` scores the maps moved by the model's warps (``Backend.score_pixels``), ``true``
+   the same cost on the simulator's projected object and fingertip positions per step (a delta map).
+   ``latent`` (model only): minus the squared distance of the last rolled latent to the encoder's latent
+   of the goal image. ``node_score`` is the complete score planner_node gets from the service (its
+   default objective + contact affordance, config/planner.yaml weights), model only.
 5. Per objective: Spearman rank correlation of score vs -dist_norm, the dist_norm of the candidate it
    picks (argmax), and ``gap_closed`` = (mean - picked) / (mean - best) over candidates: 0 = no better
    than picking at random, 1 = picks the best candidate.
@@ -39,7 +45,10 @@ Output (DIR/ranking.json, schema ``embodied_wm.ranking/1``): ``settings``, ``mod
 ``wall_s``, ``states`` (per episode/state: the candidates' dist_norm statistics, the fraction that moved
 the object at all, and per objective and source spearman / picked / gap_closed), ``skipped``, and
 ``summary`` (per objective and source: means over states of spearman, picked dist_norm and gap_closed;
-means of best, random-pick and median dist_norm). DIR/ranking.png: one row per state: current frame,
+means of best, random-pick and median dist_norm; ``gap_closed_pooled`` = (mean random-pick - mean
+picked) / (mean random-pick - mean best) over all states at once, which states where all candidates end
+alike cannot swing), and ``default_objective`` (the objective planner_node uses; its figures are
+``summary.objectives[<name>]``). DIR/ranking.png: one row per state: current frame,
 goal, then the last frame of the truly best candidate and of the candidate node_score picks, each as
 the simulator rendered it and as the model predicted it. Bad options: one line on stderr, exit status 2.
 """
@@ -60,13 +69,16 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from embodied_wm import paramspec as P
 from embodied_wm.errors import one_line_argparse_errors
 from embodied_wm.eval import planning as PL
-from embodied_wm.eval.controllers import CemController
+from embodied_wm.eval.controllers import CemController, sim_pixel_goal, sim_pixels
 from embodied_wm.eval.planning_cli import add_episode_arguments, model_dir_from_args
 from embodied_wm.eval.report import _plt
 from embodied_wm.observation import Rollout
+from embodied_wm.planning import pixel_goal as PG
 from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, score_rollout
+from embodied_wm.planning.params import PLANNER_PARAMS
 from embodied_wm.runtime.machine import machine_info as device_info
 from embodied_wm.runtime.select import create_backend
 from embodied_wm.sensing import resize as conv
@@ -77,9 +89,11 @@ if TYPE_CHECKING:
 PROG = "embodied-wm eval-ranking"
 SCHEMA = "embodied_wm.ranking/1"
 #: Objectives scored on both the model's and the simulator's frames, and the model-only node score.
-OBJECTIVES: tuple[str, ...] = ("goal_last", "goal_region", "track")
+OBJECTIVES: tuple[str, ...] = ("goal_last", "goal_region", "track", "pixel")
 SOURCES: tuple[str, ...] = ("model", "true")
 NODE_SCORE = "node_score"
+#: Model-only objective: the rolled latent's distance to the encoder's latent of the goal image.
+LATENT = "latent"
 #: dist_norm assigned when ``track`` cannot find the object in a frame (worse than no progress).
 LOST_DIST = 1.5
 #: A candidate "moved" the goal object when it ended this much closer or farther (normalized).
@@ -231,6 +245,14 @@ def objective_scores(
     }
 
 
+def pixel_weights(planner: dict[str, Any]) -> dict[str, float]:
+    """The pixel objective's term weights as planner_node sends them (config/planner.yaml)."""
+    return {
+        PG.PIXEL_CHANNEL: float(planner["pixel_weight"]),
+        PG.APPROACH_CHANNEL: float(planner["approach_weight"]),
+    }
+
+
 def rank_quality(scores: np.ndarray, dist: np.ndarray) -> dict[str, float | None]:
     """How well ``scores`` (higher = better) rank candidates whose true outcome is ``dist`` (lower =
     better): Spearman correlation with -dist (None when either is constant), the picked candidate's
@@ -304,10 +326,15 @@ def evaluate_state(
         # The action applied during [t - 1, t) (none before the first control step: the warm-up's zero).
         cand[:, 0] = np.asarray(applied[-1] if applied else np.zeros(6), np.float32)[: backend.action_dim]
         cand[:, 1:, :2] = planar
+        pixel_goal = sim_pixel_goal(ep, k_obj, goal.goal_uv, (h, w))
         snap = ep.sim.snapshot()
         index0 = ep.frame_index
         true_frames = np.empty((opts.candidates, k, h, w, 3), np.uint8)
         true_frames[:, 0] = current
+        # Ground truth of the pixel objective: the object's (and fingertip's) projected positions.
+        obj_tracks = np.empty((opts.candidates, k, 1, 2))
+        tip_tracks = np.empty((opts.candidates, k, 2))
+        obj_tracks[:, 0, 0], tip_tracks[:, 0] = sim_pixels(ep, k_obj, (h, w))
         dist = np.empty(opts.candidates)
         for c in range(opts.candidates):
             ep.sim.restore(snap)
@@ -315,25 +342,37 @@ def evaluate_state(
             for j in range(1, k):
                 ep.step(cand[c, j, :6].astype(float))
                 true_frames[c, j] = ep.sim.render(False)[0]
+                obj_tracks[c, j, 0], tip_tracks[c, j] = sim_pixels(ep, k_obj, (h, w))
             dist[c] = PL._xy_dist(ep.sim.object_poses()[k_obj], goal.position) / d0
     finally:
         ep.close()
 
     rollout = backend.rollout(cand)
+    pixels = backend.score_pixels(cand, *pixel_goal.query())
+    pw = pixel_weights(opts.planner)
+    model_pixel = PG.combine(PG.pixel_terms(pixels, pixel_goal), pw)
+    true_pixel = PG.combine(PG.true_pixel_terms(obj_tracks, pixel_goal, tip_tracks), pw)
     goal_img = conv.resize_area(goal.trace.final_rgb, h, w).astype(np.uint8)
     scores = {
         "model": objective_scores(rollout.frames, current, goal_img, object_mask, goal_uv, backend.dt_ns),
         "true": objective_scores(true_frames, current, goal_img, object_mask, goal_uv, backend.dt_ns),
     }
+    scores["model"]["pixel"], scores["true"]["pixel"] = model_pixel, true_pixel
+    goal_latent = backend.encode_goal(goal_img)
+    latent = PG.latent_term(pixels, goal_latent)
     weights = dict(DEFAULT_SCORE_WEIGHTS)
-    weights.update(
-        {"goal": float(opts.planner["goal_weight"]), "contact": float(opts.planner["contact_weight"])}
-    )
-    node = score_rollout(rollout, weights, goal_img, "last")[0].astype(np.float64)
+    weights.update({"contact": float(opts.planner["contact_weight"])})
+    if opts.planner["objective"] == "pixel":
+        # What planner_node gets: pixel terms + contact (perception_node adds both).
+        node = model_pixel + score_rollout(rollout, weights, None)[0].astype(np.float64)
+    else:
+        weights["goal"] = float(opts.planner["goal_weight"])
+        node = score_rollout(rollout, weights, goal_img, "last")[0].astype(np.float64)
     quality: dict[str, dict[str, Any]] = {
         obj: {src: rank_quality(scores[src][obj], dist) for src in SOURCES} for obj in OBJECTIVES
     }
     quality[NODE_SCORE] = {"model": rank_quality(node, dist)}
+    quality[LATENT] = {"model": rank_quality(latent, dist)}
     best, picked = int(np.argmin(dist)), int(np.argmax(node))
     doc = {
         "episode": goal.episode,
@@ -347,6 +386,11 @@ def evaluate_state(
             "worst": float(dist.max()),
         },
         "moved_fraction": float(np.mean(np.abs(dist - d_state) > MOVED_EPS)),
+        "pixel_goal": {
+            "designated_uv": pixel_goal.designated.tolist(),
+            "goal_uv": pixel_goal.goals.tolist(),
+            "effector_uv": None if pixel_goal.effector is None else pixel_goal.effector.tolist(),
+        },
         "objectives": quality,
     }
     frames = {
@@ -375,15 +419,30 @@ def summarize(states: list[dict[str, Any]]) -> dict[str, Any]:
         "moved_fraction": _mean([s["moved_fraction"] for s in states]),
         "objectives": {},
     }
-    for obj in (*OBJECTIVES, NODE_SCORE):
+    for obj in (*OBJECTIVES, NODE_SCORE, LATENT):
         out["objectives"][obj] = {}
         for src in SOURCES:
-            rows = [s["objectives"][obj][src] for s in states if src in s["objectives"][obj]]
+            rows = [(s, s["objectives"][obj][src]) for s in states if src in s["objectives"][obj]]
             if rows:
-                out["objectives"][obj][src] = {
-                    m: _mean([r[m] for r in rows]) for m in ("spearman", "picked", "gap_closed")
+                q: dict[str, Any] = {
+                    m: _mean([r[m] for _, r in rows]) for m in ("spearman", "picked", "gap_closed")
                 }
+                q["gap_closed_pooled"] = gap_closed_pooled(
+                    [st["dist_norm"]["mean"] for st, _ in rows],
+                    [r["picked"] for _, r in rows],
+                    [st["dist_norm"]["best"] for st, _ in rows],
+                )
+                out["objectives"][obj][src] = q
     return out
+
+
+def gap_closed_pooled(
+    random_pick: Sequence[float], picked: Sequence[float], best: Sequence[float]
+) -> float | None:
+    """(mean random-pick - mean picked) / (mean random-pick - mean best) over all states at once: unlike
+    the mean of per-state ratios it is not swung by states where all candidates end alike."""
+    r, p, b = float(np.mean(random_pick)), float(np.mean(picked)), float(np.mean(best))
+    return (r - p) / (r - b) if r - b > 1e-9 else None
 
 
 def evaluate(opts: RankingOptions, progress: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -433,8 +492,16 @@ def evaluate(opts: RankingOptions, progress: Callable[[], None] | None = None) -
         "states": states,
         "skipped": skipped,
         "summary": summarize(states),
+        # planner_node's objective (config/planner.yaml); its figures: summary.objectives[<name>].
+        "default_objective": default_objective(),
         "_frames": frames,
     }
+
+
+def default_objective() -> str:
+    """The objective planner_node uses by default, named as in summary.objectives."""
+    name = str(P.spec_table(PLANNER_PARAMS)["objective"].default)
+    return "pixel" if name == "pixel" else "goal_last"
 
 
 # ------------------------------------------------------------------------------------------- output
@@ -478,10 +545,11 @@ def summary_line(doc: dict[str, Any]) -> str:
     parts = []
     for obj, by_src in s["objectives"].items():
         for src, q in by_src.items():
-            parts.append(f"{obj}/{src} {_fmt(q['gap_closed'])}")
+            parts.append(f"{obj}/{src} {_fmt(q['gap_closed'])} (pooled {_fmt(q.get('gap_closed_pooled'))})")
     d = s["dist_norm"]
     return (
-        f"{s['states']} states; gap closed (0 = random pick, 1 = best): "
+        f"{s['states']} states; default objective {doc.get('default_objective')}; "
+        "gap closed (0 = random pick, 1 = best): "
         + ", ".join(parts)
         + f"; dist_norm at the states {d['at_state']:.3f}, best candidate {d['best']:.3f}, "
         f"random pick {d['mean']:.3f}"

@@ -34,13 +34,19 @@ from embodied_wm.observation import MODALITIES
 ENCODER_OUTPUTS: tuple[str, ...] = ("latent", "skip1", "skip2", "skip3", "last_frame")
 ROLLOUT_INPUTS: tuple[str, ...] = (*ENCODER_OUTPUTS, "actions")
 ROLLOUT_OUTPUTS: tuple[str, ...] = ("frames", "affordance")
+#: The scores-only graph (``PixelScorer``): what pixel-goal and latent-goal objectives need, no frames.
+SCORE_INPUTS: tuple[str, ...] = (*ENCODER_OUTPUTS, "actions", "designated_pixels", "goal_pixels")
+SCORE_OUTPUTS: tuple[str, ...] = ("pixel_positions", "pixel_distances", "latents")
 
 __all__ = [
     "ENCODER_INPUTS",
     "ENCODER_OUTPUTS",
     "ROLLOUT_INPUTS",
     "ROLLOUT_OUTPUTS",
+    "SCORE_INPUTS",
+    "SCORE_OUTPUTS",
     "Encoder",
+    "PixelScorer",
     "RolloutNet",
     "WorldModel",
 ]
@@ -48,6 +54,11 @@ __all__ = [
 #: Largest displacement the flow head can express, in grid_sample units (2 = the image side): 1.0 is
 #: half the image, enough for a fast finger over the 8-step horizon.
 MAX_FLOW = 1.0
+#: Standard deviation (pixels at the model resolution) of the probability map put on a designated pixel.
+DESIGNATED_SIGMA_PX = 1.5
+#: Share of the unwarped map kept in every step's map, so a map warped entirely out of view stays finite
+#: (it then stays where it was) instead of dividing by zero; small enough not to bias a visible one.
+DESIGNATED_FLOOR = 1e-6
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -232,6 +243,11 @@ class RolloutNet(nn.Module):
         # Pixel-centre grid in grid_sample's align_corners=False convention.
         base = torch.stack([xs, ys], -1) * (s - 1) / s
         self.register_buffer("base_grid", base[None], persistent=False)
+        self.pix_v: Tensor
+        self.pix_u: Tensor
+        pv, pu = pixel_index_grids(s, s, torch.float32, "cpu")
+        self.register_buffer("pix_v", pv, persistent=False)
+        self.register_buffer("pix_u", pu, persistent=False)
         # Start from "copy the last frame": zero flow, blend mask ~ 1.
         head = self.dec0[-1]
         assert isinstance(head, nn.Conv2d) and head.bias is not None
@@ -311,6 +327,147 @@ class RolloutNet(nn.Module):
         a = self.aff1(torch.cat([a, skip1.expand(n, -1, -1, -1)], 1))
         aff = F.interpolate(a, scale_factor=2.0, mode="bilinear", align_corners=False)
         return frames, aff, z, flow.reshape(n, k, 2, s, s)
+
+    def flows(
+        self, latent: Tensor, skip1: Tensor, skip2: Tensor, skip3: Tensor, last_frame: Tensor, actions: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """(flow [N,K,2,H,W], rolled latents [N,K,D]): ``decode``'s flow and latents without the frames,
+        blend, colours and affordance, and with the batch-1 state's share of each merge convolution
+        computed once (``_conv_split``). What pixel-goal and latent-goal scoring need, at a fraction of
+        ``decode``'s cost; equal to its ``flow`` up to float rounding."""
+        n = actions.shape[0]
+        s = self.cfg.image_size
+        z = self.dynamics(latent, actions)
+        k = z.shape[1]
+        zf = z.reshape(n * k, -1)
+        x = self.lat_map(zf).reshape(n * k, 16, self.s8, self.s8)
+        x = _conv_split(self.dec3[0], x, _conv_rest(self.dec3[0], skip3, 16))
+        x = self.dec3[1](x) + self.lat_vec(zf)[:, :, None, None]
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = _conv_split(self.dec2[0], x, _conv_rest(self.dec2[0], skip2, x.shape[1]))
+        x = self.dec2[1](x)
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = _conv_split(self.dec1[0], x, _conv_rest(self.dec1[0], skip1, x.shape[1]))
+        x = self.dec1[1](x)
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        first, act, head = self.dec0[0], self.dec0[1], self.dec0[2]
+        assert isinstance(head, nn.Conv2d) and head.bias is not None
+        x = act(_conv_split(first, x, _conv_rest(first, last_frame, x.shape[1])))
+        out = F.conv2d(x, head.weight[0:2], head.bias[0:2], 1, 1)  # the flow channels only
+        flow = torch.tanh(out) * MAX_FLOW
+        return flow.reshape(n, k, 2, s, s), z
+
+    def score(
+        self,
+        latent: Tensor,
+        skip1: Tensor,
+        skip2: Tensor,
+        skip3: Tensor,
+        last_frame: Tensor,
+        actions: Tensor,
+        designated_pixels: Tensor,
+        goal_pixels: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The scores-only rollout: (pixel_positions [N,K,P,2], pixel_distances [N,K,P], latents [N,K,D]).
+
+        ``designated_pixels`` / ``goal_pixels`` [P,2] are (u, v) at the model resolution. Every step's
+        backward warp (each relative to the last observed frame, as the frames are) moves a Gaussian map
+        on each designated pixel (``designated_pixel_stats``): positions are the maps' expected pixel,
+        distances their expected distance to the goal pixel (the Visual Foresight cost, per step)."""
+        n = actions.shape[0]
+        flow, z = self.flows(latent, skip1, skip2, skip3, last_frame, actions)
+        k, s = flow.shape[1], flow.shape[3]
+        grid = self.base_grid + flow.reshape(n * k, 2, s, s).permute(0, 2, 3, 1)
+        pos, dist = designated_pixel_stats(
+            grid, designated_pixels, goal_pixels, DESIGNATED_SIGMA_PX, (self.pix_v, self.pix_u)
+        )
+        p = designated_pixels.shape[0]
+        return pos.reshape(n, k, p, 2), dist.reshape(n, k, p), z
+
+
+def _conv_split(block: nn.Module, x: Tensor, other: Tensor) -> Tensor:
+    """``block`` (conv() or a bare Conv2d) applied to cat([x, ...], 1) given the rest's contribution
+    ``other`` (see ``_conv_rest``): a convolution is linear in its input channels, so the part that sees
+    the batch-1 state (skips, last frame) is computed once, not once per candidate and step."""
+    c = block[0] if isinstance(block, nn.Sequential) else block
+    assert isinstance(c, nn.Conv2d)
+    y = F.conv2d(x, c.weight[:, : x.shape[1]], c.bias, c.stride, c.padding) + other
+    if isinstance(block, nn.Sequential):
+        for layer in list(block)[1:]:
+            y = layer(y)
+    return y
+
+
+def _conv_rest(block: nn.Module, rest: Tensor, cx: int) -> Tensor:
+    """The contribution of input channels ``cx:`` (``rest``, batch 1) to ``block``'s first convolution."""
+    c = block[0] if isinstance(block, nn.Sequential) else block
+    assert isinstance(c, nn.Conv2d)
+    return F.conv2d(rest, c.weight[:, cx:], None, c.stride, c.padding)
+
+
+def pixel_index_grids(
+    h: int, w: int, dtype: torch.dtype, device: torch.device | str
+) -> tuple[Tensor, Tensor]:
+    """(v [1,H,1,1], u [1,1,W,1]) pixel indices, for ``designated_pixel_stats``."""
+    ys = torch.arange(h, dtype=dtype, device=device).reshape(1, h, 1, 1)
+    return ys, torch.arange(w, dtype=dtype, device=device).reshape(1, 1, w, 1)
+
+
+def designated_pixel_stats(
+    grid: Tensor,
+    designated: Tensor,
+    goals: Tensor,
+    sigma_px: float,
+    index_grids: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Expected position and expected goal distance of designated-pixel probability maps moved by warps.
+
+    ``grid`` [B,H,W,2]: the backward warps as grid_sample grids (align_corners=False), frame(x) =
+    last(grid(x)); ``designated``, ``goals`` [P,2]: (u, v) pixels at the model resolution (pixel centres
+    at integers). Each designated pixel gets a Gaussian map of ``sigma_px`` on the last frame; the warp
+    moves it as it moves the frame's pixels: map_b(x) = map(grid_b(x)), evaluated in closed form (the
+    continuous Gaussian, not a resampled raster) with the grid clamped to the image as the frame warp's
+    border padding does; then renormalised. Returns (positions [B,P,2] = E[(u, v)], distances [B,P] =
+    E[|(u, v) - goal|]): elementwise ops and reductions only, so the graph stays TensorRT-parsable.
+    ``index_grids``: ``pixel_index_grids`` precomputed (a constant in the exported graph, not a Range)."""
+    h, w = grid.shape[1], grid.shape[2]
+    gx = (grid[..., 0:1].clamp(-1 + 1 / w, 1 - 1 / w) + 1) * (w / 2) - 0.5  # [B,H,W,1] source pixel u
+    gy = (grid[..., 1:2].clamp(-1 + 1 / h, 1 - 1 / h) + 1) * (h / 2) - 0.5
+    du, dv = gx - designated[:, 0], gy - designated[:, 1]  # [B,H,W,P]
+    inv = -0.5 / (sigma_px * sigma_px)
+    m = torch.exp((du * du + dv * dv) * inv)
+    ys, xs = pixel_index_grids(h, w, grid.dtype, grid.device) if index_grids is None else index_grids
+    u0, v0 = xs - designated[:, 0], ys - designated[:, 1]
+    m = m + DESIGNATED_FLOOR * torch.exp((u0 * u0 + v0 * v0) * inv)
+    total = m.sum((1, 2))  # [B,P]
+    pu = (m * xs).sum((1, 2)) / total
+    pv = (m * ys).sum((1, 2)) / total
+    eu, ev = xs - goals[:, 0], ys - goals[:, 1]
+    dist = (m * torch.sqrt(eu * eu + ev * ev)).sum((1, 2)) / total
+    return torch.stack([pu, pv], -1), dist
+
+
+class PixelScorer(nn.Module):
+    """The scores-only rollout exported as its own graph: ``RolloutNet.score`` (see there)."""
+
+    def __init__(self, rollout_net: RolloutNet) -> None:
+        super().__init__()
+        self.rollout_net = rollout_net
+
+    def forward(
+        self,
+        latent: Tensor,
+        skip1: Tensor,
+        skip2: Tensor,
+        skip3: Tensor,
+        last_frame: Tensor,
+        actions: Tensor,
+        designated_pixels: Tensor,
+        goal_pixels: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return self.rollout_net.score(
+            latent, skip1, skip2, skip3, last_frame, actions, designated_pixels, goal_pixels
+        )
 
 
 class WorldModel(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from embodied_wm.paramspec import ParamSpec, any_string, integer, number, one_of, topic_name
@@ -10,6 +11,16 @@ from embodied_wm.paramspec import ParamSpec, any_string, integer, number, one_of
 def _check_active_dims(v: Any) -> str | None:
     if not isinstance(v, list | tuple) or not v or not all(isinstance(i, int) and 0 <= i < 6 for i in v):
         return f"must be a non-empty list of integers in 0..5; got {v!r}"
+    return None
+
+
+def _check_pixel_pairs(v: Any) -> str | None:
+    if v is None:  # a params file's `[]` arrives untyped, as no value: no pixels
+        return None
+    if not isinstance(v, list | tuple) or len(v) % 2:
+        return f"must be a flat list of (u, v) pairs; got {v!r}"
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+        return f"must hold finite numbers; got {v!r}"
     return None
 
 
@@ -75,7 +86,53 @@ PLANNER_PARAMS: tuple[ParamSpec, ...] = (
         number(0.0),
         number=True,
     ),
-    ParamSpec("contact_weight", 1.0, "weight of the predicted contact affordance", number(), number=True),
+    ParamSpec(
+        "contact_weight",
+        0.0,
+        "weight of the predicted contact affordance (nonzero makes every query decode full frames)",
+        number(),
+        number=True,
+    ),
+    ParamSpec(
+        "objective",
+        "pixel",
+        "pixel (designated pixels moved to goal pixels, Visual Foresight) or image (goal image)",
+        one_of(("pixel", "image")),
+    ),
+    ParamSpec(
+        "designated_pixels",
+        [],
+        "pixel objective: (u, v) pairs on the object, camera pixels (flat list)",
+        _check_pixel_pairs,
+        number=True,
+        live=True,
+    ),
+    ParamSpec(
+        "goal_pixels",
+        [],
+        "pixel objective: one goal (u, v) per designated pixel, camera pixels (flat list)",
+        _check_pixel_pairs,
+        number=True,
+        live=True,
+    ),
+    ParamSpec(
+        "effector_pixel",
+        [],
+        "pixel objective: (u, v) of the end effector, camera pixels; [] = no approach term",
+        _check_pixel_pairs,
+        number=True,
+        live=True,
+    ),
+    ParamSpec(
+        "pixel_weight", 1.0, "weight of the pixel-goal term (score channel 'pixel')", number(0.0), number=True
+    ),
+    ParamSpec(
+        "approach_weight",
+        1.0,
+        "weight of the term bringing the end effector to the designated pixels (score channel 'approach')",
+        number(0.0),
+        number=True,
+    ),
     ParamSpec("seed", 0, "random seed of the sampler", integer(0)),
     ParamSpec(
         "max_steps", 0, "stop (publish zero twist) after this many control steps; 0 = run forever", integer(0)

@@ -212,10 +212,11 @@ def read_all(node: Any, specs: Iterable[ParamSpec]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for spec in specs:
         value = node.get_parameter(spec.name).value
-        if spec.number and value is not None:
+        listlike = isinstance(value, list | tuple) or type(value).__name__ == "array"
+        if spec.number and value is not None and not listlike:
             value = float(value)
-        if isinstance(value, list | tuple) or type(value).__name__ == "array":
-            value = list(value)
+        if listlike:
+            value = [float(x) for x in value] if spec.number else list(value)
         out[spec.name] = value
     return out
 

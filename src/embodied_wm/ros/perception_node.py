@@ -80,6 +80,7 @@ from embodied_wm.errors import ConfigError, EmbodiedWMError
 from embodied_wm.msg import AffordanceMap, PredictedFrames, WorldState
 from embodied_wm.observation import Observation, Prediction, Rollout
 from embodied_wm.pipeline import Pipeline
+from embodied_wm.planning import pixel_goal as PG
 from embodied_wm.planning.objectives import DEFAULT_SCORE_WEIGHTS, GOAL_CHANNEL, score_rollout
 from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import diagnostics as diag
@@ -147,6 +148,7 @@ class PerceptionNode(LifecycleNode):
         self._input_issues: dict[str, str] = {}
         self._lost: dict[str, int] = {}
         self._last_frame_id = "camera_optical_frame"
+        self._camera_size: tuple[int, int] | None = None  # (H, W) of the newest camera image
 
     def _guard_change_state_service(self) -> None:
         """rclpy's ~/change_state handler raises RCLError for a transition that is invalid in the current
@@ -488,6 +490,8 @@ class PerceptionNode(LifecycleNode):
                 return
             pred: Prediction = pipeline.predict(obs)
             self._state_without_camera = obs.image is None
+            if obs.image is not None:  # pixel goals in service requests are in this image's pixels
+                self._camera_size = (int(obs.image.shape[0]), int(obs.image.shape[1]))
         t1 = time.monotonic()
         fid = self._cfg.get("frame_id") or obs.frame_id or pred.frame_id
         self._last_frame_id = fid
@@ -588,37 +592,81 @@ class PerceptionNode(LifecycleNode):
                 raise _RejectedError(f"goal image: {exc}") from exc
             h, w = backend.image_size
             goal = conv.resize_area(goal_rgb, h, w)
+        pixel_goal = self._pixel_goal(request, backend)
+        # Frames and affordances are decoded only when something needs them; pixel goals alone take the
+        # scores-only path.
+        need_rollout = (
+            pixel_goal is None
+            or request.return_predictions
+            or goal is not None
+            or any(weights.get(c, 0.0) != 0.0 for c in backend.affordance_channels)
+        )
         t0 = time.monotonic()
+        rollout: Rollout | None = None
         with self._infer_lock:
             if self._pipeline is None:
                 raise _RejectedError("node was cleaned up")
             without_camera = self._state_without_camera
-            if without_camera and goal is not None:
+            if without_camera and (goal is not None or pixel_goal is not None):
                 raise _RejectedError(
                     "camera missing: the current state has no camera frame, so predicted frames (and a "
-                    "goal-image score) mean nothing; score affordance channels only"
+                    "goal-image or pixel-goal score) mean nothing; score affordance channels only"
                 )
             try:
-                rollout: Rollout = backend.rollout(actions.reshape(n, k, a))
+                if need_rollout:
+                    rollout = backend.rollout(actions.reshape(n, k, a))
+                if pixel_goal is not None:
+                    pixels = backend.score_pixels(actions.reshape(n, k, a), *pixel_goal.query())
             except BackendError as exc:
                 raise _RejectedError(f"no current state yet ({exc})") from exc
         self._latency.add("service/rollout", (time.monotonic() - t0) * 1e3)
-        scores, _terms = score_rollout(rollout, weights, goal)
-        response.scores = scores.tolist()
+        scores = np.zeros(n, np.float64)
+        if rollout is not None:
+            scores += score_rollout(rollout, weights, goal)[0]
+        if pixel_goal is not None:
+            pixel_weights = {**PG.DEFAULT_PIXEL_WEIGHTS, **weights}
+            scores += PG.combine(PG.pixel_terms(pixels, pixel_goal), pixel_weights)
+            p = len(pixel_goal.designated)
+            cam = self._camera_size or backend.image_size
+            response.num_pixels = p
+            response.pixel_positions = (
+                pixel_goal.to_camera(pixels.positions[:, :, :p], cam).reshape(-1).tolist()
+            )
+        response.scores = scores.astype(np.float32).tolist()
         response.best_index = int(np.argmax(scores))
-        if request.return_predictions:
+        if request.return_predictions and rollout is not None:
             fid = self._cfg.get("frame_id") or self._last_frame_id
             response.predictions, response.affordances = conv.rollout_to_msgs(rollout, fid)
             if without_camera:
                 response.predictions = []  # withheld, as on ~/predicted_frames
-        known = set(rollout.affordance_channels) | {GOAL_CHANNEL}
+        known = set(backend.affordance_channels) | {GOAL_CHANNEL, *PG.DEFAULT_PIXEL_WEIGHTS}
         ignored = sorted(set(request.score_channels) - known)
         response.success = True
-        response.message = f"{n} candidates scored at stamp {rollout.stamp_ns}"
+        stamp = rollout.stamp_ns if rollout is not None else pixels.stamp_ns
+        response.message = f"{n} candidates scored at stamp {stamp}"
         if ignored:
             response.message += f"; ignored score channels the model does not produce: {', '.join(ignored)}"
         if without_camera:
             response.message += "; camera missing: affordances only, predicted frames withheld"
+
+    def _pixel_goal(self, request: Any, backend: Any) -> PG.PixelGoal | None:
+        """The request's pixel goal in model-image pixels, None without one; _RejectedError when its
+        pixels are malformed or outside the latest camera image."""
+        if not (len(request.designated_pixels) or len(request.goal_pixels) or len(request.effector_pixel)):
+            return None
+        if not len(request.designated_pixels):
+            raise _RejectedError("goal_pixels / effector_pixel given without designated_pixels")
+        effector = np.asarray(request.effector_pixel, np.float64) if len(request.effector_pixel) else None
+        if effector is not None and effector.size != 2:
+            raise _RejectedError(f"effector_pixel needs one (u, v) pair, got {effector.size} values")
+        cam = self._camera_size or backend.image_size
+        try:
+            return PG.PixelGoal.from_camera(
+                np.asarray(request.designated_pixels), np.asarray(request.goal_pixels), cam,
+                backend.image_size, effector,
+            )
+        except PG.PixelGoalError as exc:
+            raise _RejectedError(f"pixel goal: {exc}") from exc
 
     # ---------------------------------------------------------------------------- diagnostics
     def diagnostics_snapshot(self) -> diag.Snapshot:

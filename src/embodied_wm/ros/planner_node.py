@@ -13,9 +13,14 @@ Candidates vary only ``active_dims`` (default vx, vy: a planar push); the other 
 every linear component is clipped to +-``max_speed``. While a query is in flight the controller keeps
 executing the previous plan, step by step, so commands keep coming at the camera rate.
 
-Scoring happens in the perception node (see ``perception_node.score_rollout``): the goal image
-(``goal_image`` file or the latest message on ``goal_topic``) enters as -MSE of the last predicted frame,
-weighted by ``goal_weight``; the predicted ``contact`` affordance by ``contact_weight``. The model horizon
+Scoring happens in the perception node. With ``objective: pixel`` (default) the request carries
+``designated_pixels`` (on the object), ``goal_pixels`` (one each) and optionally ``effector_pixel``, and
+the service scores the designated pixels' expected distance to their goals through the model's predicted
+motion (``planning.pixel_goal``; ``pixel_weight``, ``approach_weight``) on its scores-only path. Without
+designated pixels, or with ``objective: image``, the goal image (``goal_image`` file or the latest message
+on ``goal_topic``) enters as -MSE of the last predicted frame, weighted by ``goal_weight``
+(``perception_node.score_rollout``). The predicted ``contact`` affordance adds ``contact_weight`` (0 by
+default: nonzero makes every query decode full frames). The model horizon
 K and step dt are read from the PredictedFrames messages, so the planner always asks with the right K.
 
 Run: ``planner_node --ros-args --params-file config/planner.yaml -p goal_image:=goal.png``.
@@ -59,7 +64,7 @@ class PlannerNode(Node):
     def __init__(self, node_name: str = "planner_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._specs = P.spec_table(P.PLANNER_PARAMS)
-        self.add_on_set_parameters_callback(P.make_set_callback(self._specs))
+        self.add_on_set_parameters_callback(P.make_set_callback(self._specs, self._on_param_change))
         P.declare_all(self, P.PLANNER_PARAMS)
         self.cfg = P.read_all(self, P.PLANNER_PARAMS)
 
@@ -88,6 +93,8 @@ class PlannerNode(Node):
         self._last_message = ""
         self._future: Any = None
         self._closing = False
+        self._warned_pixels = False
+        self._objective = ""
         self.done = False
 
     # ------------------------------------------------------------------------------------ inputs
@@ -123,14 +130,46 @@ class PlannerNode(Node):
         req = self._srv_type.Request()
         req.num_candidates, req.horizon, req.action_dim = full.shape[0], full.shape[1], full.shape[2]
         req.actions = full.reshape(-1).tolist()
-        if self._goal is not None:
+        channels = {"contact": float(c["contact_weight"])}
+        pixels = self._pixel_request(req)
+        self._objective = "pixel" if pixels else "image"
+        if pixels:
+            channels.update(pixel=float(c["pixel_weight"]), approach=float(c["approach_weight"]))
+        elif self._goal is not None:
             req.goal = self._goal
-        req.score_channels = ["goal", "contact"]
-        req.score_weights = [float(c["goal_weight"]), float(c["contact_weight"])]
+            channels["goal"] = float(c["goal_weight"])
+        req.score_channels = list(channels)
+        req.score_weights = list(channels.values())
         req.return_predictions = False
         self._in_flight = True
         self._future = self._client.call_async(req)
         self._future.add_done_callback(self._on_response)
+
+    def _pixel_request(self, req: Any) -> bool:
+        """Fill the request's pixel-goal fields from the parameters; False when the pixel objective is
+        off or has no designated pixels (then the goal image, if any, is used: said once in the log)."""
+        c = self.cfg
+        if c["objective"] != "pixel":
+            return False
+        designated, goals = list(c["designated_pixels"] or []), list(c["goal_pixels"] or [])
+        if not designated or len(designated) != len(goals):
+            if not self._warned_pixels:
+                self.get_logger().warning(
+                    "objective 'pixel' needs designated_pixels and as many goal_pixels "
+                    f"(got {len(designated)} and {len(goals)} values); using the goal image instead"
+                )
+                self._warned_pixels = True
+            return False
+        req.designated_pixels = [float(x) for x in designated]
+        req.goal_pixels = [float(x) for x in goals]
+        req.effector_pixel = [float(x) for x in c["effector_pixel"] or []]
+        return True
+
+    def _on_param_change(self, name: str, value: Any) -> None:
+        # Also called while the parameters are declared, before self.cfg exists.
+        if self._specs[name].live and hasattr(self, "cfg"):
+            self.cfg[name] = [float(x) for x in value or []]
+            self._warned_pixels = False
 
     def _on_response(self, future: Any) -> None:
         self._in_flight = False
@@ -170,6 +209,7 @@ class PlannerNode(Node):
                         "score_spread": float(scores.max() - scores.min()),
                         "first_action": self._plan[0].round(5).tolist(),
                         "model_id": resp.model_id,
+                        "objective": self._objective,
                     }
                 )
                 + "\n"

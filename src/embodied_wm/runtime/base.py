@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from embodied_wm.errors import EmbodiedWMError
-from embodied_wm.observation import ModalitySpec, Observation, Prediction, Rollout
+from embodied_wm.observation import ModalitySpec, Observation, PixelRollout, Prediction, Rollout
 
 
 class BackendError(EmbodiedWMError, RuntimeError):
@@ -74,6 +74,22 @@ class Backend(ABC):
     def reset(self) -> None:
         """Forget history (bag loop, simulator reset, stamps jumping backwards)."""
 
+    def score_pixels(self, candidates: np.ndarray, designated: np.ndarray, goals: np.ndarray) -> PixelRollout:
+        """Scores-only rollout from the state of the most recent ``predict``: where each designated pixel
+        (P x 2, (u, v) at the model resolution) is expected after each step, and its expected distance to
+        its goal pixel. This default is what an action-blind baseline predicts (nothing moves); the
+        learned backends run the model's scores-only graph."""
+        cand = validate_candidates(candidates, self.horizon, self.action_dim)
+        d, g = validate_pixels(designated, goals, self.image_size)
+        n, k = cand.shape[0], self.horizon
+        pos = np.broadcast_to(d, (n, k, *d.shape)).astype(np.float32)
+        dist = np.broadcast_to(np.linalg.norm(d - g, axis=-1), (n, k, d.shape[0])).astype(np.float32)
+        return PixelRollout(0, self.dt_ns, pos, dist, None, {}, self.model_id)
+
+    def encode_goal(self, goal_rgb: np.ndarray) -> np.ndarray:
+        """The encoder's latent [D] of a goal image (latent-goal objective); learned backends only."""
+        raise BackendError(f"{self.name}: no latent state (the latent-goal objective needs a learned model)")
+
     def describe(self) -> dict[str, Any]:
         """What is running: backend name, device, precision, providers... (for diagnostics and bench JSON).
         Subclasses extend ``super().describe()``."""
@@ -106,3 +122,31 @@ def validate_candidates(
     if not np.isfinite(out).all():
         raise BackendError(f"{what}: contains NaN or infinite values")
     return out
+
+
+def validate_pixels(
+    designated: np.ndarray, goals: np.ndarray, image_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(designated, goals) as float32 P x 2 (u, v) arrays inside an image of ``image_size`` = (H, W)
+    (pixel centres at integers, so [-0.5, W - 0.5) x [-0.5, H - 0.5)), or BackendError saying which
+    pixel is wrong."""
+    h, w = image_size
+    out = []
+    for what, arr in (("designated pixels", designated), ("goal pixels", goals)):
+        a = np.asarray(arr, dtype=np.float64)
+        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 1:
+            raise BackendError(f"{what}: expected shape (P>=1, 2) = (u, v) per pixel, got {a.shape}")
+        if not np.isfinite(a).all():
+            raise BackendError(f"{what}: contain NaN or infinite values")
+        bad = ~((a[:, 0] >= -0.5) & (a[:, 0] < w - 0.5) & (a[:, 1] >= -0.5) & (a[:, 1] < h - 0.5))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise BackendError(
+                f"{what}: pixel {i} (u={a[i, 0]:g}, v={a[i, 1]:g}) is outside the {w}x{h} image"
+            )
+        out.append(np.ascontiguousarray(a, np.float32))
+    if out[0].shape != out[1].shape:
+        raise BackendError(
+            f"{len(out[0])} designated pixels but {len(out[1])} goal pixels (one goal per designated pixel)"
+        )
+    return out[0], out[1]

@@ -2,6 +2,10 @@
 at batch 1 and at N candidates (the planner's MPC query), written as one JSON document together with what
 it ran on (CPU/GPU model, thread counts, backend describe(), library versions).
 
+The scores-only rollout (``Backend.score_pixels``: pixel and latent goals, no frames decoded) is measured
+the same way (``score``, one designated pixel), and as a CEM control step: 3 iterations of 64 candidates
+(``cem_step``), against the targets in SCORE_TARGETS_MS.
+
 Inputs are synthetic but realistic in size: a 640x480 camera frame with a moving textured square (so
 preprocess includes the resize the live node pays for), 0.1 s of audio, a tactile grid, proprio and
 action vectors. Sections stop early after ``max_seconds`` so a slow CPU backend cannot run for hours;
@@ -25,6 +29,8 @@ from embodied_wm.runtime.base import Backend
 from embodied_wm.runtime.machine import cpu_model
 
 STAGES = ("preprocess", "encode", "rollout", "postprocess")
+#: Targets of the scores-only path on 2 CPU cores (issue 13): 64 candidates x K steps, and one CEM step.
+SCORE_TARGETS_MS: dict[str, float] = {"score_64": 100.0, "cem_step_3x64": 300.0}
 
 
 def synthetic_observations(
@@ -195,4 +201,38 @@ def run_bench(
             # Candidate K-step rollouts evaluated per second from one encoded state.
             "predictions_per_s": round(n * 1000.0 / p50, 2) if p50 > 0 else None,
         }
+    h, w = backend.image_size
+    designated = np.array([[w * 0.4, h * 0.5]], np.float32)
+    goals = np.array([[w * 0.6, h * 0.5]], np.float32)
+    report["score"] = {}
+    for n in sorted({*candidates, 64}):
+        cand = rng.normal(0, 0.05, (n, backend.horizon, backend.action_dim)).astype(np.float32)
+        backend.score_pixels(cand, designated, goals)  # warm-up
+        wall = []
+        t_section = time.perf_counter()
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            backend.score_pixels(cand, designated, goals)
+            wall.append((time.perf_counter() - t0) * 1e3)
+            if time.perf_counter() - t_section > max_seconds:
+                break
+        report["score"][str(n)] = {"total_ms": stats_ms(wall)}
+    cem: list[float] = []
+    t_section = time.perf_counter()
+    for _ in range(max(1, iters // 5)):
+        t0 = time.perf_counter()
+        for _ in range(3):  # CEM: sample, score, refit (the refit is microseconds of numpy)
+            cand = rng.normal(0, 0.05, (64, backend.horizon, backend.action_dim)).astype(np.float32)
+            backend.score_pixels(cand, designated, goals)
+        cem.append((time.perf_counter() - t0) * 1e3)
+        if time.perf_counter() - t_section > max_seconds:
+            break
+    report["cem_step"] = {"iterations": 3, "candidates": 64, "total_ms": stats_ms(cem)}
+    p50s = {
+        "score_64": float(report["score"]["64"]["total_ms"].get("p50", np.inf)),
+        "cem_step_3x64": float(report["cem_step"]["total_ms"].get("p50", np.inf)),
+    }
+    report["score_targets"] = {
+        k: {"target_ms": v, "p50_ms": p50s[k], "met": p50s[k] <= v} for k, v in SCORE_TARGETS_MS.items()
+    }
     return report

@@ -123,6 +123,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"  rollout N={n}: p50 {r['total_ms']['p50']:.2f} / p99 {r['total_ms']['p99']:.2f} ms"
             f" -> {r['predictions_per_s']} predictions/s"
         )
+    for n, r in report["score"].items():
+        print(f"  scores-only N={n}: p50 {r['total_ms']['p50']:.2f} / p99 {r['total_ms']['p99']:.2f} ms")
+    for name, t in report["score_targets"].items():
+        state = "met" if t["met"] else "NOT met"
+        print(f"  target {name}: p50 {t['p50_ms']:.1f} ms vs {t['target_ms']:.0f} ms ({state})")
     if args.out:
         print(f"  written to {args.out}")
     return 0
@@ -132,7 +137,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a checkpoint to encoder.onnx + rollout.onnx (parity-checked against PyTorch)",
+        help="export a checkpoint to encoder.onnx, rollout.onnx and score.onnx (parity-checked)",
         description="Export a checkpoint directory to ONNX (opset 17) and check parity with PyTorch.",
     )
     p.add_argument("--model", required=True, help="checkpoint directory (model.safetensors + config.json)")

@@ -8,6 +8,7 @@ better than numpy (on the GPU), how to turn raw outputs into uint8 frames (``_po
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -20,8 +21,15 @@ import numpy as np
 
 from embodied_wm.model.config import ModelConfig
 from embodied_wm.model.preprocess import encoder_inputs, modality_spec
-from embodied_wm.observation import Observation, Prediction, Rollout
-from embodied_wm.runtime.base import Backend, BackendError, ModelFileError, validate_candidates
+from embodied_wm.observation import Observation, PixelRollout, Prediction, Rollout
+from embodied_wm.runtime.base import (
+    Backend,
+    BackendError,
+    BackendUnavailableError,
+    ModelFileError,
+    validate_candidates,
+    validate_pixels,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -121,6 +129,12 @@ class LearnedBackend(Backend):
     def _run_rollout(self, state: Any, actions: np.ndarray) -> Any:
         """State + raw actions [N,K,A] float32 -> backend-native (frames, affordance), computed (synced)."""
 
+    def _run_score(
+        self, state: Any, actions: np.ndarray, designated: np.ndarray, goals: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scores-only graph: (positions [N,K,P,2], distances [N,K,P], latents [N,K,D]) as numpy."""
+        raise BackendUnavailableError(f"{self.name}: this backend has no scores-only rollout")
+
     def _postprocess(self, outputs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Backend-native outputs -> (frames [N,K,H,W,3] uint8, affordance [N,C,H,W] float32)."""
         frames, aff = outputs
@@ -213,6 +227,43 @@ class LearnedBackend(Backend):
             timings_ms={"rollout": t_roll * 1e3, "postprocess": (total - t_roll) * 1e3},
             model_id=self.model_id,
         )
+
+    def score_pixels(self, candidates: np.ndarray, designated: np.ndarray, goals: np.ndarray) -> PixelRollout:
+        with self._lock:
+            if self._state is None:
+                raise BackendError(f"{self.name}: score_pixels() before any predict() (no encoded state yet)")
+            cand = validate_candidates(candidates, self.horizon, self.action_dim)
+            d, g = validate_pixels(designated, goals, self.image_size)
+            step = self.max_candidates or cand.shape[0]
+            t0 = time.perf_counter()
+            parts = [
+                self._run_score(self._state, cand[i : i + step], d, g) for i in range(0, len(cand), step)
+            ]
+            pos, dist, lat = (np.concatenate([p[j] for p in parts]) for j in range(3))
+            return PixelRollout(
+                stamp_ns=self._state_stamp_ns,
+                dt_ns=self.dt_ns,
+                positions=np.ascontiguousarray(pos, np.float32),
+                distances=np.ascontiguousarray(dist, np.float32),
+                latents=np.ascontiguousarray(lat, np.float32),
+                timings_ms={"score": (time.perf_counter() - t0) * 1e3},
+                model_id=self.model_id,
+            )
+
+    def encode_goal(self, goal_rgb: np.ndarray) -> np.ndarray:
+        """The encoder's latent of ``goal_rgb`` (H x W x 3 uint8, any size) as a still scene (previous
+        frame = the goal) with the other modalities of the newest observation: what the rolled latents
+        are trained to match. Leaves the backend's state alone."""
+        with self._lock:
+            obs = self._prev_obs
+            if obs is None:
+                raise BackendError(f"{self.name}: encode_goal() before any predict() with an image")
+            goal_obs = dataclasses.replace(obs, image=np.ascontiguousarray(goal_rgb, np.uint8))
+            try:
+                inputs = encoder_inputs(goal_obs, goal_obs, self.cfg)
+            except ValueError as exc:
+                raise BackendError(f"{self.name}: bad goal image: {exc}") from exc
+            return self._latent(self._encode(inputs))
 
     def reset(self) -> None:
         with self._lock:

@@ -2,6 +2,9 @@
 
   encoder.onnx  ENCODER_INPUTS (batch 1)               -> ENCODER_OUTPUTS (the state; "latent" first)
   rollout.onnx  ENCODER_OUTPUTS (batch 1) + actions [N,K,A] -> frames [N,K,3,H,W], affordance [N,C,H,W]
+  score.onnx    ENCODER_OUTPUTS (batch 1) + actions [N,K,A] + designated_pixels, goal_pixels [P,2]
+                -> pixel_positions [N,K,P,2], pixel_distances [N,K,P], latents [N,K,D]
+                (the scores-only rollout: pixel goals and latent goals without decoding frames)
 
 The rollout graph has the dynamics and heads unrolled over the K steps (K is static) and one dynamic axis,
 the candidate count N, so one encode serves any number of MPC queries. Opset 17 is what TensorRT >= 8.6's
@@ -21,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import warnings
@@ -43,15 +47,26 @@ from embodied_wm.runtime.learned import (
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: 2: adds score.onnx (exports of format 1 are re-exported by ``ensure_onnx``).
+FORMAT_VERSION = 2
 ENCODER_FILE = "encoder.onnx"
 ROLLOUT_FILE = "rollout.onnx"
+SCORE_FILE = "score.onnx"
 CANDIDATE_AXIS = "N"
+PIXEL_AXIS = "P"
 #: TensorRT optimisation profile for the candidate axis: (min, opt, max).
 CANDIDATE_PROFILE = (1, 64, 256)
 #: Max |ONNX Runtime fp32 - PyTorch fp32| accepted at export (frames/affordance are in [0, 1]; the state
 #: is LayerNorm-scaled). Measured on tiny: ~5e-6 on the state, ~3e-7 on the outputs.
-FP32_TOLERANCES: dict[str, float] = {"state": 1e-4, "frames": 1e-4, "affordance": 1e-4}
+FP32_TOLERANCES: dict[str, float] = {
+    "state": 1e-4,
+    "frames": 1e-4,
+    "affordance": 1e-4,
+    # score.onnx: pixels at the model resolution, and the rolled latents (tanh range).
+    "pixel_positions": 1e-3,
+    "pixel_distances": 1e-3,
+    "latents": 1e-4,
+}
 #: What to expect from reduced-precision engines (TensorRT fp16), for users comparing against PyTorch;
 #: not enforced at export (the ONNX graphs are fp32).
 FP16_TOLERANCES: dict[str, float] = {"frames": 2e-2, "affordance": 2e-2}
@@ -145,11 +160,23 @@ def parity_check(
     so.log_severity_level = 3
     enc = ort.InferenceSession(str(out_dir / ENCODER_FILE), so, providers=["CPUExecutionProvider"])
     roll = ort.InferenceSession(str(out_dir / ROLLOUT_FILE), so, providers=["CPUExecutionProvider"])
+    score = ort.InferenceSession(str(out_dir / SCORE_FILE), so, providers=["CPUExecutionProvider"])
+    from embodied_wm.model.world_model import SCORE_OUTPUTS
+
+    s = model.cfg.image_size
+    # Designated pixels across the image (one at a corner) and goals elsewhere.
+    designated = torch.tensor([[s * 0.4, s * 0.55], [0.0, s - 1.0], [s * 0.7, s * 0.2]])
+    goals = torch.tensor([[s * 0.6, s * 0.5], [s * 0.5, s * 0.5], [1.0, 2.0]])
     ex = model.example_inputs(n_candidates=1)
     # Drop two modalities in the second case so the "missing sensor" path is compared too.
     masks = [ex["mask"], ex["mask"] * torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]])]
     gen = torch.Generator().manual_seed(seed)
-    report: dict[str, Any] = {"provider": "CPUExecutionProvider", "encoder": {}, "rollout": {}}
+    report: dict[str, Any] = {
+        "provider": "CPUExecutionProvider",
+        "encoder": {},
+        "rollout": {},
+        "score": {},
+    }
     worst_state: dict[str, float] = {}
     with torch.no_grad():
         for case, mask in enumerate(masks):
@@ -176,10 +203,23 @@ def parity_check(
                     "frames": float(np.abs(ref_f.numpy() - got_f).max()),
                     "affordance": float(np.abs(ref_a.numpy() - got_a).max()),
                 }
+                for p in (1, len(designated)):
+                    d, g = designated[:p], goals[:p]
+                    ref_s = model.rollout_net.score(*ref_state, acts, d, g)
+                    got_s = score.run(
+                        None, {**feeds, "actions": acts.numpy(), "designated_pixels": d.numpy(),
+                               "goal_pixels": g.numpy()}
+                    )
+                    report["score"][f"{n}x{p}"] = {
+                        name: float(np.abs(r.numpy() - o).max()) if r.shape == o.shape else math.inf
+                        for name, r, o in zip(SCORE_OUTPUTS, ref_s, got_s)
+                    }
     report["encoder"] = worst_state
     bad = [f"encoder {k}: {v:.3g}" for k, v in worst_state.items() if v > FP32_TOLERANCES["state"]]
     for n, diffs in report["rollout"].items():
         bad += [f"rollout N={n} {k}: {v:.3g}" for k, v in diffs.items() if v > FP32_TOLERANCES[k]]
+    for n, diffs in report["score"].items():
+        bad += [f"score NxP={n} {k}: {v:.3g}" for k, v in diffs.items() if not v <= FP32_TOLERANCES[k]]
     report["ok"] = not bad
     report["failures"] = bad
     return report
@@ -208,7 +248,15 @@ def export_onnx(
     from embodied_wm.model.checkpoint import CheckpointError, load_checkpoint
 
     # lazy: torch is heavy and optional here: loaded only when this path runs
-    from embodied_wm.model.world_model import ENCODER_INPUTS, ENCODER_OUTPUTS, ROLLOUT_INPUTS, ROLLOUT_OUTPUTS
+    from embodied_wm.model.world_model import (
+        ENCODER_INPUTS,
+        ENCODER_OUTPUTS,
+        ROLLOUT_INPUTS,
+        ROLLOUT_OUTPUTS,
+        SCORE_INPUTS,
+        SCORE_OUTPUTS,
+        PixelScorer,
+    )
 
     src = require_model_dir(model_dir)
     if not is_checkpoint_dir(src):
@@ -249,7 +297,38 @@ def export_onnx(
         opset_version=opset,
         dynamic_axes=dyn,
     )
+    s = cfg.image_size
+    pix = torch.tensor([[s / 3, s / 2], [s / 2, s / 4]])  # P=2 so the pixel axis is not folded as 1
+    goal_pix = torch.tensor([[s / 2, s / 2], [s / 4, s / 3]])
+    with torch.no_grad():
+        scored = model.rollout_net.score(*state, ex["actions"], pix, goal_pix)
+    score_dyn: dict[str, dict[int, str]] = {
+        "designated_pixels": {0: PIXEL_AXIS},
+        "goal_pixels": {0: PIXEL_AXIS},
+    }
+    for name in SCORE_OUTPUTS:
+        score_dyn[name] = {0: CANDIDATE_AXIS} if dynamic_candidates else {}
+    score_dyn["actions"] = {0: CANDIDATE_AXIS} if dynamic_candidates else {}
+    score_dyn["pixel_positions"][2] = PIXEL_AXIS
+    score_dyn["pixel_distances"][2] = PIXEL_AXIS
+    _torch_export(
+        PixelScorer(model.rollout_net),
+        (*state, ex["actions"], pix, goal_pix),
+        out / SCORE_FILE,
+        input_names=list(SCORE_INPUTS),
+        output_names=list(SCORE_OUTPUTS),
+        opset_version=opset,
+        dynamic_axes={k: v for k, v in score_dyn.items() if v},
+    )
     lead: int | str = CANDIDATE_AXIS if dynamic_candidates else static_candidates
+    _pin_shapes(
+        out / SCORE_FILE,
+        {
+            "pixel_positions": (lead, scored[0].shape[1], PIXEL_AXIS, 2),
+            "pixel_distances": (lead, scored[1].shape[1], PIXEL_AXIS),
+            "latents": (lead, *scored[2].shape[1:]),
+        },
+    )
     _pin_shapes(out / ENCODER_FILE, {k: tuple(v.shape) for k, v in zip(ENCODER_OUTPUTS, state)})
     _pin_shapes(
         out / ROLLOUT_FILE,
@@ -295,6 +374,11 @@ def export_onnx(
                 "sha256": sha256_file(out / ROLLOUT_FILE),
                 **_graph_io(out / ROLLOUT_FILE),
             },
+            "score": {
+                "file": SCORE_FILE,
+                "sha256": sha256_file(out / SCORE_FILE),
+                **_graph_io(out / SCORE_FILE),
+            },
         },
         "tolerances": {"fp32": FP32_TOLERANCES, "fp16_expected": FP16_TOLERANCES},
         "parity": parity,
@@ -330,7 +414,8 @@ def load_manifest(export_dir: str | Path, verify_hashes: bool = True) -> dict[st
     try:
         manifest = json.loads(path.read_text())
         graphs = manifest["graphs"]
-        files = {name: graphs[name]["file"] for name in ("encoder", "rollout")}
+        # score.onnx is optional: exports of format 1 predate it (the backends then say so when asked).
+        files = {name: graphs[name]["file"] for name in ("encoder", "rollout", "score") if name in graphs}
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{path}: unreadable export manifest: {exc}") from exc
     for name, fname in files.items():
@@ -375,7 +460,11 @@ def ensure_onnx(model_dir: str | Path, cache_dir: str | Path | None = None, opse
     if is_export_dir(target):
         try:
             manifest = load_manifest(target)
-            if manifest.get("model_id") == model_id and manifest.get("opset") == opset:
+            if (
+                manifest.get("model_id") == model_id
+                and manifest.get("opset") == opset
+                and int(manifest.get("format_version", 1)) >= FORMAT_VERSION
+            ):
                 return target
         except ModelFileError as exc:
             log.warning("cached ONNX export unusable, exporting again: %s", exc)

@@ -22,6 +22,7 @@ from embodied_wm.runtime.onnx_export import (
     CANDIDATE_PROFILE,
     ENCODER_FILE,
     ROLLOUT_FILE,
+    SCORE_FILE,
     ensure_onnx,
     load_manifest,
 )
@@ -133,6 +134,8 @@ class OnnxRuntimeBackend(LearnedBackend):
 
         self._enc = session(ENCODER_FILE, provider_opts["TensorrtExecutionProvider"])
         self._roll = session(ROLLOUT_FILE, rollout_trt)
+        # The scores-only graph (pixel and latent goals); exports older than format 2 lack it.
+        self._score = session(SCORE_FILE, rollout_trt) if (export_dir / SCORE_FILE).is_file() else None
         self.providers = list(self._roll.get_providers())
         if device != "auto" and device != "cpu" and not any(p in GPU_PROVIDERS for p in self.providers):
             raise BackendUnavailableError(
@@ -166,6 +169,23 @@ class OnnxRuntimeBackend(LearnedBackend):
         feeds = dict(zip(self._state_names, state))
         feeds["actions"] = actions
         return tuple(self._roll.run(None, feeds))
+
+    def _run_score(
+        self, state: list[np.ndarray], actions: np.ndarray, designated: np.ndarray, goals: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._score is None:
+            raise BackendUnavailableError(
+                f"ONNX Runtime: {self.export_dir} has no {SCORE_FILE} (an export older than pixel goals); "
+                "re-run `embodied-wm export`"
+            )
+        n = actions.shape[0]
+        if self.max_candidates is not None and n != self.max_candidates:
+            pad = np.zeros((self.max_candidates - n, *actions.shape[1:]), np.float32)
+            actions = np.concatenate([actions, pad])
+        feeds = dict(zip(self._state_names, state))
+        feeds.update(actions=actions, designated_pixels=designated, goal_pixels=goals)
+        pos, dist, lat = self._score.run(None, feeds)
+        return pos[:n], dist[:n], lat[:n]
 
     def describe(self) -> dict[str, Any]:
         # lazy: onnxruntime loads only with the backend that uses it

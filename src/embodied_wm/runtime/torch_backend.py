@@ -172,6 +172,15 @@ class TorchBackend(LearnedBackend):
     def _postprocess(self, outputs: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
         return torch_outputs_to_numpy(self._torch, *outputs)
 
+    def _run_score(
+        self, state: tuple[Any, ...], actions: np.ndarray, designated: np.ndarray, goals: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode(), self._ctx():
+            args = [torch.from_numpy(a).to(self.device) for a in (actions, designated, goals)]
+            out = self.model.rollout_net.score(*state, *args)
+            return tuple(o.float().cpu().numpy() for o in out)  # type: ignore[return-value]
+
     def describe(self) -> dict[str, Any]:
         torch = self._torch
         dev = torch.cuda.get_device_name(self.device) if self.device.startswith("cuda") else "cpu"
