@@ -88,6 +88,11 @@ def test_outputs_and_keys(result: tuple[dict, Path, str]) -> None:
     s = doc["summary"]
     assert set(s["controllers"]) == {"cem", "random", "zero", "scripted"}
     assert s["cem_vs_random"]["n"] == 1
+    # planner_node's default objective (pixel goals) is what cem used, its figures under its name.
+    assert doc["default_objective"] == "pixel" and s["objective"] == "pixel"
+    assert doc["settings"]["planner"]["objective"] == "pixel"
+    assert s["pixel"]["cem"] == s["controllers"]["cem"] and s["pixel"]["cem_vs_random"] == s["cem_vs_random"]
+    assert "pixel" in ep["results"]["cem"]["score_spread_mean"]  # scored on the scores-only path
     png = cv2.imread(str(out / "planning.png"))
     assert png is not None and png.shape[0] > 100 and png.shape[1] > 300
     assert str(out / "planning.json") in stdout and "cem beat random in" in stdout
@@ -115,8 +120,8 @@ def test_cem_sees_observations_through_the_pipeline(result: tuple[dict, Path, st
     assert cem["delay_frames"] == [1]
     assert cem["pipeline"]["invalid"] == {}
     assert cem["pipeline"]["observations"] >= WARMUP + STEPS - 1
-    # The model's scores differ between candidates (it is not action-blind).
-    assert cem["score_spread_mean"]["goal"] > 0.0
+    # The model's scores differ between candidates (it is not action-blind): the pixel-goal term.
+    assert cem["score_spread_mean"]["pixel"] > 0.0
 
 
 def test_start_at_push_stroke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,9 +115,9 @@ def test_eval_ranking_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         d = st["dist_norm"]
         assert 0 <= d["best"] <= d["median"] <= d["worst"] and d["best"] <= d["mean"] <= d["worst"]
         assert 0.0 <= st["moved_fraction"] <= 1.0
-        assert set(st["objectives"]) == {"goal_last", "goal_region", "track", "node_score"}
+        assert set(st["objectives"]) == {"goal_last", "goal_region", "track", "pixel", "node_score", "latent"}
         for obj, by_src in st["objectives"].items():
-            assert set(by_src) == ({"model"} if obj == "node_score" else {"model", "true"})
+            assert set(by_src) == ({"model"} if obj in ("node_score", "latent") else {"model", "true"})
             for q in by_src.values():
                 assert d["best"] - 1e-9 <= q["picked"] <= d["worst"] + 1e-9
     # Distances are normalized by the goal object's distance where the stroke began: state 0 is there.
@@ -126,6 +126,17 @@ def test_eval_ranking_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert doc["states"][1]["moved_fraction"] > 0
     s = doc["summary"]
     assert s["states"] == 2 and set(s["objectives"]["track"]) == {"model", "true"}
+    # planner_node's default objective is named, and its figures sit under that name.
+    assert doc["default_objective"] == "pixel" and set(s["objectives"]["pixel"]) == {"model", "true"}
+    mean = np.mean([st["dist_norm"]["mean"] for st in doc["states"]])
+    best = np.mean([st["dist_norm"]["best"] for st in doc["states"]])
+    for obj, by_src in s["objectives"].items():
+        for src, q in by_src.items():
+            # Pooled over the states at once: (random pick - picked) / (random pick - best) of the means.
+            picked = np.mean([st["objectives"][obj][src]["picked"] for st in doc["states"]])
+            assert q["gap_closed_pooled"] == pytest.approx((mean - picked) / (mean - best)), (obj, src)
+    st0 = doc["states"][0]["pixel_goal"]
+    assert len(st0["designated_uv"]) == 1 and len(st0["goal_uv"]) == 1
     png = cv2.imread(str(out / "ranking.png"))
     assert png is not None and png.shape[0] > 100 and png.shape[1] > 400
     stdout = capsys.readouterr().out
