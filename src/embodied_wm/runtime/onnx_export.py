@@ -301,7 +301,7 @@ def export_onnx(
     pix = torch.tensor([[s / 3, s / 2], [s / 2, s / 4]])  # P=2 so the pixel axis is not folded as 1
     goal_pix = torch.tensor([[s / 2, s / 2], [s / 4, s / 3]])
     with torch.no_grad():
-        scored = model.rollout_net.score(*state, ex["actions"], pix, goal_pix)
+        scored = PixelScorer(model.rollout_net)(*state, ex["actions"], pix, goal_pix)
     score_dyn: dict[str, dict[int, str]] = {
         "designated_pixels": {0: PIXEL_AXIS},
         "goal_pixels": {0: PIXEL_AXIS},
