@@ -11,6 +11,7 @@ The flood test also watches the node's RSS from /proc.
 from __future__ import annotations
 
 import array
+import json
 import math
 import os
 import subprocess
@@ -18,8 +19,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import LOG_DIR, REPO, requires_ros
 
@@ -34,6 +37,9 @@ INPUTS = ("camera", "audio", "tactile", "joint_states", "action")
 #: input queues hold up to 50 messages each; 50 camera frames of 640x480 are 46 MB, held by DDS and
 #: again as Python messages, plus decode buffers: ~100 MB was measured, anything unbounded blows past 200.
 FLOOD_RSS_GROWTH_CAP_MB = 200.0
+#: The module node's pixel limit (64 x 48 frames pass) and PredictRollout cap.
+MAX_PIXELS = 10_000
+MAX_CANDIDATES = 16
 
 
 class Bus:
@@ -63,6 +69,7 @@ class Bus:
         self.predictions: list[int] = []  # stamps of received PredictedFrames
         self.diag: dict[str, dict[str, str]] = {}  # status name -> latest values
         self.diag_count = 0
+        self.diag_times: list[float] = []  # arrival (monotonic) of each /diagnostics from the node
         self.node.create_subscription(
             PredictedFrames,
             f"/{NODE}/predicted_frames",
@@ -88,9 +95,13 @@ class Bus:
         self.predictions.append(cdr_header_stamp_ns(data))
 
     def _on_diag(self, msg: Any) -> None:
+        mine = False
         for st in msg.status:
             if st.name.startswith(NODE):
                 self.diag[st.name.split(": ", 1)[-1]] = {kv.key: kv.value for kv in st.values}
+                mine = True
+        if mine:
+            self.diag_times.append(time.monotonic())
         self.diag_count += 1
 
     def close(self) -> None:
@@ -124,6 +135,9 @@ class Bus:
                 out[key] = int(float(value))
             if key.startswith("received/"):
                 out[key] = int(float(value))
+        for key, value in self.diag.get("inference", {}).items():
+            if key.startswith("service_rejected"):
+                out[f"inference/{key}"] = int(float(value))
         for key in ("time_jumps", "predictions", "prediction_errors", "dropped/stale"):
             if key in self.diag.get("inference", {}):
                 out[f"inference/{key}"] = int(float(self.diag["inference"][key]))
@@ -153,6 +167,9 @@ def node_proc() -> Iterator[subprocess.Popen]:
     """The real node, started once for this module (starting one costs seconds on 2 shared cores)."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     params = ["autostart:=true", "backend:=copy_last", "diagnostics.period_s:=0.2", "preview.enabled:=false"]
+    # Small bounds so the limits are exercised with small messages (the defaults: bench --hostile).
+    params += [f"max_image_pixels:={MAX_PIXELS}", f"rollout.max_candidates:={MAX_CANDIDATES}",
+               "rollout.chunk_candidates:=4"]  # fmt: skip
     # Reliable with deep queues: a hostile message must never be lost in transport (or the exact counts
     # below would be flaky on a loaded machine); the flood test then shows memory stays bounded anyway.
     params += [f"qos.{i}.reliability:=reliable" for i in INPUTS] + [f"qos.{i}.depth:=50" for i in INPUTS]
@@ -348,3 +365,165 @@ def test_flood_10x_memory_bounded_and_recovers(bus: Bus, node_proc: subprocess.P
         f"flood: sent {sent_bad} bad + {sent_bad} good frames, node counted {bad} bad, "
         f"RSS {rss0 / 1024:.0f} MB -> peak +{peak_growth_mb:.0f} MB, stale drops {stale}"
     )
+
+
+# ------------------------------------------------------------------------------- issue 16: bounds
+def _call(bus: Bus, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
+    client = bus.node.create_client(srv_type, name)
+    try:
+        assert client.wait_for_service(timeout_sec=20), f"{name} not available"
+        fut = client.call_async(request)
+        wait_for(fut.done, timeout, f"{name} response")
+        return fut.result()
+    finally:
+        bus.node.destroy_client(client)
+
+
+def test_oversized_images_absurd_audio_and_bad_stamps_counted_diagnostics_keep_flowing(
+    bus: Bus, node_proc: subprocess.Popen
+) -> None:
+    """The inputs that stalled the node for seconds or took gigabytes (issue 16), at small sizes: each is
+    counted with its reason, /diagnostics never pause (period 0.2 s) and predictions resume."""
+    from embodied_wm.msg import AudioFrame, TactileArray
+
+    before = bus.fresh_counts()
+    t0 = time.monotonic()
+    for _ in range(3):
+        bus.good_tick()
+        # Consistent header and data, over the node's pixel limit (128 x 128 > 10000 pixels).
+        bus.pubs["image"].publish(_image(128, 128, 128, "mono8", 128 * 128, time.time_ns()))
+        a = AudioFrame()
+        a.header.stamp.sec, a.header.stamp.nanosec = divmod(time.time_ns(), NS)
+        a.sample_rate, a.channels, a.encoding = 999983, 1, "S16LE"  # was a 20 M-tap filter, 7.5 s
+        a.data = array.array("B", bytes(4))
+        bus.pubs["audio"].publish(a)
+        t = TactileArray()
+        t.header.stamp.sec, t.header.stamp.nanosec = int(time.time()), 1_500_000_000
+        t.rows, t.cols = 5, 5
+        t.values = array.array("f", [0.5] * 25)
+        bus.pubs["tactile"].publish(t)
+        j = bus.sensors.joints(time.time_ns())
+        j.header.stamp.sec, j.header.stamp.nanosec = 2**31 - 1, 0  # outputs stamped after it would wrap
+        bus.pubs["joints"].publish(j)
+        time.sleep(0.05)
+    expected = {"invalid/image:too_large": 3, "invalid/audio:bad_audio": 3, "invalid/tactile:bad_stamp": 3,
+                "invalid/joint_state:bad_stamp": 3}  # fmt: skip
+    assert_resumes(bus, node_proc)
+    wait_for(lambda: all(delta(bus.counts(), before).get(k, 0) >= v for k, v in expected.items()), 10,
+             f"invalid counts {expected}")  # fmt: skip
+    d = delta(bus.fresh_counts(), before)
+    assert {k: v for k, v in d.items() if k.startswith("invalid/")} == expected, d
+    gaps = np.diff([t for t in bus.diag_times if t >= t0])
+    assert gaps.size and gaps.max() < 1.0, f"/diagnostics paused for {gaps.max():.2f} s (period 0.2 s)"
+    ingest = bus.diag.get("inputs", {})
+    # The subscription callbacks only enqueue: the input thread's longest stall stays far below 50 ms.
+    assert float(ingest["ingest/callback_max_ms"]) < 50.0, ingest
+
+
+def test_parameters_that_would_stop_predictions_or_point_nowhere_are_rejected(bus: Bus) -> None:
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    def set_param(name: str, value: Any) -> Any:
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return _call(bus, SetParameters, f"/{NODE}/set_parameters", req).results[0]
+
+    for bad in (1e-300, 0.005, -1.0, math.inf, 1e6):
+        r = set_param("rate_hz", bad)
+        assert not r.successful and "rate_hz" in r.reason, (bad, r.reason)
+    r = set_param("model", "/etc")
+    assert not r.successful and "must be a model directory" in r.reason, r.reason
+    assert set_param("model", str(REPO / "models" / "tiny")).successful
+    assert set_param("model", "").successful
+    assert set_param("rate_hz", 0.01).successful
+    assert set_param("rate_hz", 0.0).successful
+    r = set_param("rollout.max_candidates", 0)
+    assert not r.successful
+
+
+def test_rollout_cap_nan_weights_and_chunked_request(bus: Bus, node_proc: subprocess.Popen) -> None:
+    from embodied_wm.srv import PredictRollout
+
+    from embodied_wm.tools.hostile import rollout_request
+
+    assert_resumes(bus, node_proc)
+    name = f"/{NODE}/predict_rollout"
+    before = bus.fresh_counts()
+    ok = _call(bus, PredictRollout, name, rollout_request(MAX_CANDIDATES, 8, 6))  # 4 chunks of 4
+    assert ok.success, ok.message
+    assert len(ok.scores) == MAX_CANDIDATES and np.isfinite(ok.scores).all()
+    over = _call(bus, PredictRollout, name, rollout_request(MAX_CANDIDATES + 1, 8, 6))
+    assert not over.success and "rollout.max_candidates" in over.message
+    huge = _call(bus, PredictRollout, name, rollout_request(10000, 8, 6))
+    assert not huge.success and "exceeds" in huge.message
+    for weight in (math.nan, math.inf):
+        r = _call(bus, PredictRollout, name, rollout_request(4, 8, 6, {"contact": weight}))
+        assert not r.success and "finite" in r.message, r.message
+    d = delta(bus.fresh_counts(), before)
+    assert d.get("inference/service_rejected/too_many_candidates") == 2, d
+    assert d.get("inference/service_rejected/bad_request") == 2, d
+    assert node_proc.poll() is None
+
+
+def test_huge_rollouts_bounded_memory_and_live_predictions_continue(tmp_path: Path) -> None:
+    """The real model (ONNX Runtime): requests at the candidate cap, several times, while good frames
+    flow. Before: 512 candidates left the node at 4.9 GB for good and stopped predictions for 8.9 s. Now the
+    request runs in chunks of 8 (memory of one chunk, arena off, heap trimmed) with predictions between."""
+    from embodied_wm.tools.hostile import GoodTraffic, NodeUnderTest, rollout_request
+
+    n = 48
+    node = NodeUnderTest(
+        {"backend": "onnxruntime", "model": str(REPO / "models" / "tiny"), "rollout.max_candidates": n},
+        LOG_DIR / "test_hostile_node-rollout.log",
+        domain_id=int(os.environ["ROS_DOMAIN_ID"]),
+    )
+    try:
+        node.start()
+        good = GoodTraffic(node, "raw", width=64, height=48)
+        good.start()
+        try:
+            wait_for(lambda: node.predictions_between(0, time.monotonic()) > 3, 60, "first predictions")
+            rss0 = node.rss_now()
+            t_start = time.monotonic()
+            for _ in range(3):
+                t0 = time.monotonic()
+                r = node.call_rollout(rollout_request(n, 8, 6), timeout=240)
+                t1 = time.monotonic()
+                assert r.success and len(r.scores) == n, r.message
+                assert node.predictions_between(t0, t1) >= 1, (
+                    f"no live prediction during a {t1 - t0:.1f} s call"
+                )
+            peak = max(node.rss_between(t_start, time.monotonic()))
+        finally:
+            good.stop()
+        assert node.alive()
+        print(f"rollout x3 of {n}: RSS {rss0:.0f} MB -> peak +{peak - rss0:.0f} MB")
+        assert peak - rss0 < 300, f"RSS grew {peak - rss0:.0f} MB during the rollouts"
+    finally:
+        node.stop()
+
+
+def test_bench_hostile_compressed_flood_small(tmp_path: Path) -> None:
+    """`embodied-wm bench --hostile`'s compressed flood at a small size (2 s, the copy-last baseline):
+    decompression bombs, a TIFF, garbage JPEG, 4000 x 4000 PNGs, absurd audio and stamps against a real
+    node. Every hostile message the node took is counted with the expected reason, none stalls its input
+    thread, memory stays bounded, it does not crash and predictions resume."""
+    from embodied_wm.tools.hostile import HostileConfig, run_hostile_bench
+
+    out = tmp_path / "hostile.json"
+    cfg = HostileConfig(seconds=2.0, backend="copy_last", phases=("flood_compressed",), log_dir=LOG_DIR)
+    r = run_hostile_bench(cfg, out)
+    assert json.loads(out.read_text())["verdict"] == r["verdict"]
+    p = r["phases"]["flood_compressed"]
+    assert "error" not in p, p
+    assert not r["crashes"] and r["verdict"]["crashes"]["count"] == 0
+    assert p["predictions_resumed"], p
+    assert p["input_callback_max_ms"] < 50.0, p
+    assert p["rss_growth_mb"] < 300.0, p
+    for reason, n in p["expected_rejections"].items():
+        kind = reason.split(":")[0]
+        dropped = p["accounting"][kind]["dropped_by_ingest_queue"] + p["accounting"][kind]["not_seen"]
+        # Each hostile message is rejected with its reason unless the bounded queue dropped it (counted).
+        assert n - dropped <= p["rejected_by_reason"].get(reason, 0) <= n, (reason, p)
+        assert p["rejected_by_reason"].get(reason, 0) > 0, (reason, p)
+    assert set(p["rejected_by_reason"]) == set(p["expected_rejections"]), p

@@ -29,7 +29,7 @@ NOW = 1_780_000_000 * NS
 #: Every reason a decoder may give (embodied_wm.sensing.errors) plus the stamp check.
 KNOWN_REASONS = {
     "data_length", "bad_step", "unknown_encoding", "non_finite", "empty_image", "bad_audio", "bad_shape",
-    "bad_compressed", "bad_stamp", "invalid",
+    "bad_compressed", "bad_stamp", "invalid", "too_large",
 }  # fmt: skip
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -176,7 +176,8 @@ def test_any_tactile_is_decoded_or_counted(values: list[float], rows: int, cols:
 @FAST
 @given(
     rate=st.one_of(
-        st.sampled_from([0, 8000, 16000, 44100, 48000, 1_000_001, 2**32 - 1]), st.integers(0, 200000)
+        st.sampled_from([0, 999, 1000, 8000, 16000, 44100, 48000, 383987, 384001, 999983, 2**32 - 1]),
+        st.integers(0, 400000),
     ),
     channels=st.integers(0, 255),
     encoding=st.one_of(st.sampled_from(["S16LE", "F32LE", "s16le", "U8", ""]), st.text(max_size=6)),
@@ -198,7 +199,7 @@ def test_any_audio_is_decoded_or_counted(
     msg.data = array.array("B", bytes(data))
     pipe.feed("audio", msg)
     _assert_reasons_known(pipe)
-    ok_format = 0 < rate <= 1_000_000 and 0 < channels <= 64 and encoding.upper() in ("S16LE", "F32LE")
+    ok_format = 1000 <= rate <= 384_000 and 0 < channels <= 64 and encoding.upper() in ("S16LE", "F32LE")
     width = 2 if encoding.upper() == "S16LE" else 4
     if not ok_format or n_bytes == 0 or n_bytes % (width * channels):
         assert sum(pipe.stats.invalid.values()) == 1, (rate, channels, encoding, n_bytes)
@@ -318,8 +319,195 @@ def test_flood_10x_keeps_buffers_and_memory_bounded() -> None:
         tracemalloc.stop()
     sizes = pipe.aligner.buffer_sizes()
     assert sizes["pending_images"] <= pipe.aligner.config.max_pending
-    assert all(v <= pipe.aligner.config.max_items for k, v in sizes.items() if k != "audio_samples")
+    assert all(
+        v <= pipe.aligner.config.max_items
+        for k, v in sizes.items()
+        if k not in ("audio_samples", "pending_image_bytes")
+    )
     assert pipe.stats.invalid == {"image:data_length": 1200}
     # Memory after 2 s of data vs. after 4 s: no growth beyond noise (1 MB).
     assert peaks[-1] - peaks[1] < 1_000_000, peaks
     assert pipe.stats.predictions > 1000
+
+
+# ---------------------------------------------------------------- declared sizes (issue 16): images
+def _compressed(data: bytes, fmt: str = "jpeg", stamp: int = NOW) -> Any:
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, NS)
+    msg.format = fmt
+    msg.data = array.array("B", data)
+    return msg
+
+
+def _encoded(ext: str, height: int, width: int, params: list[int] | None = None) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(ext, np.full((height, width, 3), 90, np.uint8), params or [])
+    assert ok
+    return buf.tobytes()
+
+
+def _bmp_declaring(width: int, height: int) -> bytes:
+    """A BMP whose info header declares width x height (no pixel data follows)."""
+    import struct
+
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info
+
+
+def _webp_vp8x_declaring(width: int, height: int) -> bytes:
+    body = b"VP8X" + (10).to_bytes(4, "little") + bytes(4)
+    body += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WEBP" + body
+
+
+def _bombs() -> dict[str, tuple[bytes, str]]:
+    from embodied_wm.tools.hostile import jpeg_bomb, png_bomb
+
+    return {
+        "jpeg_32760": (jpeg_bomb(32760, 32760), "jpeg"),
+        "png_1bit_20000": (png_bomb(20000, 20000), "png"),
+        "bmp_30000": (_bmp_declaring(30000, -30000), "bmp"),
+        "webp_16384": (_webp_vp8x_declaring(16384, 16384), "webp"),
+    }
+
+
+@pytest.mark.parametrize("name", ["jpeg_32760", "png_1bit_20000", "bmp_30000", "webp_16384"])
+def test_decompression_bombs_refused_before_decoding(name: str) -> None:
+    """Before: the 631-byte JPEG cost 6.6 GB and 18.5 s, the 48 KB PNG 2 GB. Now the declared size is read
+    from the header and refused: nothing near the declared size is allocated."""
+    data, fmt = _bombs()[name]
+    pipe, sensors = _pipeline(), _sensors()
+    for k in range(10):
+        good_tick(pipe, sensors, NOW + k * PERIOD)
+    msg = _compressed(data, fmt, NOW + 10 * PERIOD)
+    tracemalloc.start()
+    try:
+        assert pipe.feed("compressed_image", msg) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert pipe.stats.invalid == {"compressed_image:too_large": 1}
+    assert peak < 2 * len(data) + 1_000_000, peak
+    preds = []
+    for k in range(11, 20):
+        preds += good_tick(pipe, sensors, NOW + k * PERIOD)
+    assert preds, "predictions must resume after the bomb"
+
+
+def test_pixel_limit_is_configurable_for_raw_and_compressed() -> None:
+    from embodied_wm.pipeline import Pipeline
+    from embodied_wm.runtime.select import create_backend
+    from embodied_wm.sensing.image import DEFAULT_MAX_PIXELS
+
+    assert DEFAULT_MAX_PIXELS == 4096 * 4096
+    pipe = Pipeline(create_backend("copy_last"), max_image_pixels=64 * 48)
+    for ext in (".jpg", ".png", ".bmp", ".webp"):
+        pipe.feed("compressed_image", _compressed(_encoded(ext, 48, 64), ext[1:]))  # exactly at the limit
+        pipe.feed("compressed_image", _compressed(_encoded(ext, 48, 65), ext[1:], NOW + 1))
+    pipe.feed("image", _image(48, 64, 192, "rgb8", bytes(192 * 48)))
+    pipe.feed("image", _image(49, 64, 192, "rgb8", bytes(192 * 49), NOW + 1))
+    assert pipe.stats.invalid == {"compressed_image:too_large": 4, "image:too_large": 1}
+    assert pipe.stats.received["compressed_image"] == 8
+
+
+def test_compressed_formats_without_a_checkable_size_are_refused() -> None:
+    pipe = _pipeline()
+    tiff = b"II*\x00" + bytes(64)
+    jpeg_no_sof = b"\xff\xd8\xff\xd9"
+    jpeg_zero_height = bytearray(_encoded(".jpg", 8, 8))
+    sof = jpeg_zero_height.find(b"\xff\xc0")
+    jpeg_zero_height[sof + 5 : sof + 7] = b"\x00\x00"
+    for data in (tiff, jpeg_no_sof, bytes(jpeg_zero_height), b"P6 4 4 255\n" + bytes(48)):
+        pipe.feed("compressed_image", _compressed(data))
+    assert pipe.stats.invalid == {"compressed_image:bad_compressed": 4}
+
+
+# ----------------------------------------------------------------- declared sizes (issue 16): audio
+def _audio(rate: int, n_bytes: int, stamp: int = NOW) -> Any:
+    from embodied_wm.msg import AudioFrame
+
+    msg = AudioFrame()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, NS)
+    msg.sample_rate, msg.channels, msg.encoding = rate, 1, "S16LE"
+    msg.data = array.array("B", bytes(n_bytes))
+    return msg
+
+
+def test_audio_rates_outside_1k_384k_rejected_and_resampling_filter_bounded() -> None:
+    """Before: 4 bytes at 999983 Hz built a ~20 M-tap filter (7.5 s, +0.9 GB). Rates outside
+    [1 kHz, 384 kHz] are rejected; any rate inside resamples with up, down <= 1000 (filter ~20 k taps)."""
+    from embodied_wm.sensing.audio import MAX_RESAMPLE_FACTOR, resample_factors
+
+    pipe = _pipeline()
+    for rate in (999983, 384001, 999, 0):
+        pipe.feed("audio", _audio(rate, 4))
+    assert pipe.stats.invalid == {"audio:bad_audio": 4}
+    for rate in (383987, 383999, 1009, 1000, 22050, 44100, 48000, 96000, 192000, 384000):
+        up, down = resample_factors(rate, 16000)
+        assert max(up, down) <= MAX_RESAMPLE_FACTOR
+        assert abs(up / down - 16000 / rate) <= 1e-4 * 16000 / rate, rate
+    assert resample_factors(44100, 16000) == (160, 441) and resample_factors(48000, 16000) == (1, 3)
+    # A whole second at a prime-ish rate: decoded, with memory proportional to the message.
+    msg = _audio(383987, 2 * 383987)
+    tracemalloc.start()
+    try:
+        pipe.feed("audio", msg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert pipe.stats.invalid == {"audio:bad_audio": 4}
+    assert peak < 16 * 2 * 383987 + 4_000_000, peak
+
+
+def test_audio_longer_than_ten_seconds_per_message_is_too_large() -> None:
+    pipe = _pipeline()
+    pipe.feed("audio", _audio(16000, 2 * 16000 * 10))  # exactly 10 s: fine
+    pipe.feed("audio", _audio(16000, 2 * (16000 * 10 + 1), NOW + 11 * NS))
+    assert pipe.stats.invalid == {"audio:too_large": 1}
+
+
+# ------------------------------------------------------------------------- stamps (issue 16)
+def test_stamps_with_nanosec_over_1e9_or_near_int32_end_rejected_outputs_never_wrap() -> None:
+    from embodied_wm.ros import conversions as conv
+    from embodied_wm.sensing.common import MAX_STAMP_SEC
+
+    pipe, sensors = _pipeline(), _sensors()
+    msg = sensors.tactile(NOW)
+    msg.header.stamp.nanosec = 1_500_000_000
+    pipe.feed("tactile", msg)
+    msg = sensors.joints(NOW)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 2**31 - 1, 0
+    pipe.feed("joint_state", msg)
+    assert pipe.stats.invalid == {"tactile:bad_stamp": 1, "joint_state:bad_stamp": 1}
+    # The last accepted second: every output stamp (observation + horizon) still fits builtin Time.
+    last = MAX_STAMP_SEC * NS
+    preds = []
+    for k in range(12):
+        preds += good_tick(pipe, sensors, last - (11 - k) * PERIOD)
+    preds += [pipe.predict(o) for o in pipe.flush()]
+    assert preds
+    for p in preds:
+        assert conv.prediction_to_frames_msg(p).frames[-1].header.stamp.sec > 0
+    with pytest.raises(ValueError, match="int32"):
+        conv.ns_to_time(2**31 * NS)
+
+
+def test_held_frames_bounded_in_bytes() -> None:
+    """Before: 64 PNGs of 4000 x 4000 were held by the Aligner (+2.3 GB). Held frames now have a byte
+    budget (AlignerConfig.max_pending_bytes): over it the oldest is emitted early, counted forced."""
+    from embodied_wm.pipeline import Pipeline
+    from embodied_wm.runtime.select import create_backend
+    from embodied_wm.sensing.aligner import AlignerConfig
+
+    budget = 100_000  # ~10 frames of 64 x 48 RGB
+    pipe = Pipeline(create_backend("copy_last"), aligner=AlignerConfig(max_pending_bytes=budget))
+    sensors = _sensors()
+    for k in range(30):  # tactile is active, but has nothing at or after the frames yet: they are held
+        pipe.feed("tactile", sensors.tactile(NOW - NS + k * PERIOD // 2))
+    for k in range(40):
+        pipe.feed("image", sensors.image(NOW + k * PERIOD // 100))
+        assert pipe.aligner.buffer_sizes()["pending_image_bytes"] <= budget + 64 * 48 * 3
+    assert pipe.aligner.counters["forced:image"] > 0

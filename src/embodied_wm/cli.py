@@ -31,6 +31,7 @@ _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
 _NESTED: tuple[tuple[str, str, str], ...] = (
     # Under `bench`, not in runtime/cli.py: the e2e bench drives ROS processes (tools/), above runtime.
     ("bench", "embodied_wm.tools.bench_e2e", "add_parser"),
+    ("bench", "embodied_wm.tools.hostile", "add_parser"),
 )
 
 
@@ -44,8 +45,15 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 #: Old spellings kept for one release: (argv prefix, replacement, deprecation line).
-_DEPRECATED_FLAGS = {("bench", "--e2e"): ("e2e", "`embodied-wm bench --e2e` is deprecated and goes in the "
-                                                 "next release; use `embodied-wm bench e2e`")}
+_DEPRECATED_FLAGS = {
+    ("bench", "--e2e"): (
+        "e2e",
+        "`embodied-wm bench --e2e` is deprecated and goes in the next release; use `embodied-wm bench e2e`",
+    )
+}
+
+#: Flag spellings of sub-subcommands (not deprecated): ``bench --hostile`` is ``bench hostile``.
+_FLAG_ALIASES = {("bench", "--hostile"): "hostile"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,13 +107,18 @@ def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
 
 
 def _rewrite_deprecated(argv: list[str]) -> list[str]:
-    """``bench --e2e ...`` -> ``bench e2e ...`` (with a deprecation line on stderr)."""
+    """``bench --e2e ...`` -> ``bench e2e ...`` (with a deprecation line on stderr); ``bench --hostile ...``
+    -> ``bench hostile ...``."""
     for (command, flag), (replacement, line) in _DEPRECATED_FLAGS.items():
         if command in argv and flag in argv[argv.index(command) :]:
             i = argv.index(command)
             rest = [a for a in argv[i + 1 :] if a != flag]
             print(f"embodied-wm {command}: {line}", file=sys.stderr)
             return [*argv[: i + 1], replacement, *rest]
+    for (command, flag), replacement in _FLAG_ALIASES.items():
+        if command in argv and flag in argv[argv.index(command) :]:
+            i = argv.index(command)
+            return [*argv[: i + 1], replacement, *[a for a in argv[i + 1 :] if a != flag]]
     return argv
 
 

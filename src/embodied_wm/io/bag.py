@@ -116,9 +116,22 @@ def _metadata(path: Path) -> dict[str, Any] | None:
         return None
     try:
         info = yaml.safe_load(meta.read_text()).get("rosbag2_bagfile_information")
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def _metadata_version(meta: dict[str, Any] | None) -> int | None:
+    """The bag format version metadata.yaml states, None when absent or not a plausible integer (it is
+    informational: rosbags reads the storage files themselves)."""
+    raw = meta.get("version") if meta else None
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if 0 < raw < 1000 else None
+    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) < 4:
+        return int(raw)
+    return None
 
 
 def _storage_files(path: Path) -> list[Path]:
@@ -128,7 +141,12 @@ def _storage_files(path: Path) -> list[Path]:
     meta = _metadata(path)
     if meta is not None:
         # Versions < 4 stored paths relative to the parent directory: only the file name counts.
-        listed = [path / PurePath(str(x)).name for x in meta.get("relative_file_paths", [])]
+        paths = meta.get("relative_file_paths")
+        listed = (
+            [path / PurePath(x).name for x in paths if isinstance(x, str) and x]
+            if isinstance(paths, list)
+            else []
+        )
         if listed and all(p.is_file() for p in listed):
             return listed
     return sorted(c for c in path.iterdir() if c.suffix in STORAGE_SUFFIXES)
@@ -165,14 +183,14 @@ class _Opened:
 
     def info(self) -> BagInfo:
         meta = _metadata(self.path) if self.path.is_dir() else None
-        version = int(meta["version"]) if meta and "version" in meta else None
+        version = _metadata_version(meta)
         if self.reader is not None:
             topics = {c.topic: c.msgtype for c in self.reader.connections}
             counts: dict[str, int] = {}
             for c in self.reader.connections:
                 counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
-            if meta and meta.get("storage_identifier"):
-                storage = str(meta["storage_identifier"])
+            if meta and isinstance(meta.get("storage_identifier"), str) and meta["storage_identifier"]:
+                storage = meta["storage_identifier"]
             else:
                 suffixes = {f.suffix.lstrip(".") for f in _storage_files(self.path)}
                 storage = ",".join(sorted(suffixes)).replace("db3", "sqlite3")

@@ -100,21 +100,59 @@ def _check_weights_file(path: Path) -> None:
         if len(head) < 8:
             raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
         (header_len,) = struct.unpack("<Q", head)
-        if header_len > size - 8:
+        if header_len > min(size - 8, MAX_HEADER_BYTES):
             raise CheckpointError(
                 f"{path}: truncated or not a safetensors file "
                 f"(header says {header_len} bytes, file has {size})"
             )
         try:
             header = json.loads(f.read(header_len))
-        except ValueError as exc:
+        except (UnicodeDecodeError, ValueError) as exc:
             raise CheckpointError(f"{path}: corrupt safetensors header: {exc}") from exc
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    ends = _validated_header_ends(path, header)
     if ends and 8 + header_len + max(ends) > size:
         raise CheckpointError(
             f"{path}: truncated safetensors file (tensor data needs {8 + header_len + max(ends)} bytes, "
             f"file has {size})"
         )
+
+
+#: safetensors itself refuses headers above 100 MB.
+MAX_HEADER_BYTES = 100_000_000
+
+
+def _validated_header_ends(path: Path, header: Any) -> list[int]:
+    """End offsets of every tensor, after checking the header's structure: a JSON object of
+    name -> {"dtype": str, "shape": [int >= 0, ...], "data_offsets": [begin, end]} plus an optional
+    "__metadata__" object of strings."""
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: safetensors header is a JSON {type(header).__name__}, not an object")
+    ends: list[int] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise CheckpointError(f"{path}: safetensors __metadata__ must be an object of strings")
+            continue
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: safetensors entry {name!r} is not an object")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise CheckpointError(f"{path}: safetensors entry {name!r} has no dtype string")
+        if not isinstance(shape, list) or not all(_is_count(x) for x in shape):
+            raise CheckpointError(f"{path}: safetensors entry {name!r} has a bad shape {shape!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_count(x) for x in offsets)
+            or offsets[0] > offsets[1]
+        ):
+            raise CheckpointError(f"{path}: safetensors entry {name!r} has bad data_offsets {offsets!r}")
+        ends.append(int(offsets[1]))
+    return ends
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -128,6 +166,8 @@ def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu") -
             )
     try:
         doc = json.loads(cpath.read_text())
+        if not isinstance(doc, dict):
+            raise TypeError(f"expected a JSON object, got {type(doc).__name__}")
         cfg = ModelConfig.from_dict(doc["config"])
         expected_id = str(doc["model_id"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -167,4 +207,10 @@ def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu") -
     absent = [k for k in want if k not in tensors]  # only OPTIONAL_PREFIXES can be absent here
     model.load_state_dict(tensors, strict=not absent)
     model.to(device).eval()
-    return LoadedModel(model=model, cfg=cfg, model_id=actual_id, metadata=dict(doc.get("metadata", {})))
+    metadata = doc.get("metadata", {})
+    return LoadedModel(
+        model=model,
+        cfg=cfg,
+        model_id=actual_id,
+        metadata=dict(metadata) if isinstance(metadata, dict) else {},
+    )

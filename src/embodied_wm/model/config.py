@@ -9,13 +9,51 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embodied_wm.errors import ConfigError
+from embodied_wm.sensing.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+#: Sane bounds of every size in a config, checked before a model is built from it: a config from a file
+#: must not be able to ask for gigabytes (latent_dim 60000 is a 40 GB GRU) or crash PyTorch with a
+#: negative width. The shipped configs are well inside (base: 128 px, latent 512).
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "image_size": (8, 512),
+    "horizon": (1, 128),
+    "audio_sample_rate": (MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+    "n_mels": (1, 256),
+    "n_fft": (1, 65536),
+    "hop_length": (1, 65536),
+    "proprio_dim": (1, 256),
+    "action_dim": (1, 256),
+    "embed_dim": (1, 1024),
+    "latent_dim": (1, 2048),
+}
+#: Bounds of each entry of the tuple-valued sizes (and their lengths).
+TUPLE_BOUNDS: dict[str, tuple[int, int, int]] = {
+    # name: (length, min, max)
+    "tactile_shape": (2, 1, 256),
+    "enc_channels": (3, 1, 512),
+    "dec_channels": (3, 1, 512),
+}
+MAX_AFFORDANCE_CHANNELS = 32
+#: dt_s and audio_window_s in (0, this]; horizon * dt_s stays far below the day of stamp headroom
+#: sensing keeps (sensing.common.MAX_STAMP_SEC).
+MAX_SECONDS = 10.0
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 @dataclass(frozen=True)
@@ -77,10 +115,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"a model config is a JSON object, got {type(d).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
+            raise ConfigError(f"unknown model config keys: {', '.join(map(str, unknown))}")
         kwargs: dict[str, Any] = {}
         for k, v in d.items():
             default = getattr(cls, k, None) if k != "extra" else None
@@ -95,15 +135,54 @@ class ModelConfig:
         return cfg
 
     def validate(self) -> None:
+        """ConfigError unless every field has the right type and lies within its bounds (INT_BOUNDS,
+        TUPLE_BOUNDS, ...). Types and bounds come first, so nothing below computes with garbage."""
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string, got {self.name!r}")
+        for key, (lo, hi) in INT_BOUNDS.items():
+            v = getattr(self, key)
+            if not _is_int(v) or not lo <= v <= hi:
+                raise ConfigError(f"{key} must be an integer in {lo}..{hi}, got {v!r}")
+        for key, (length, lo, hi) in TUPLE_BOUNDS.items():
+            v = getattr(self, key)
+            if not (
+                isinstance(v, tuple) and len(v) == length and all(_is_int(x) and lo <= x <= hi for x in v)
+            ):
+                raise ConfigError(f"{key} must be {length} integers in {lo}..{hi}, got {v!r}")
+        for key in ("dt_s", "audio_window_s"):
+            v = getattr(self, key)
+            if not _is_real(v) or not 0 < v <= MAX_SECONDS:
+                raise ConfigError(f"{key} must be a number in (0, {MAX_SECONDS:g}], got {v!r}")
+        for key in ("tactile_scale", "mel_std"):
+            v = getattr(self, key)
+            if not _is_real(v) or v <= 0:
+                raise ConfigError(f"{key} must be a finite number > 0, got {v!r}")
+        if not _is_real(self.mel_mean):
+            raise ConfigError(f"mel_mean must be a finite number, got {self.mel_mean!r}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a JSON object, got {self.extra!r}")
+        channels = self.affordance_channels
+        if not (isinstance(channels, tuple) and all(isinstance(c, str) and c for c in channels)):
+            raise ConfigError(f"affordance_channels must be a list of names, got {channels!r}")
+        if not 1 <= len(channels) <= MAX_AFFORDANCE_CHANNELS:
+            raise ConfigError(
+                f"affordance_channels must have 1..{MAX_AFFORDANCE_CHANNELS} names, got {len(channels)}"
+            )
         if self.image_size % 8:
             raise ConfigError(f"image_size must be a multiple of 8, got {self.image_size}")
         if self.n_fft > self.audio_window_samples:
-            raise ConfigError("n_fft longer than the audio window")
+            raise ConfigError(
+                f"n_fft ({self.n_fft}) longer than the audio window ({self.audio_window_samples} samples)"
+            )
+        if self.hop_length > self.n_fft:
+            raise ConfigError(f"hop_length ({self.hop_length}) must not exceed n_fft ({self.n_fft})")
         for name, n in (("proprio", self.proprio_dim), ("action", self.action_dim)):
-            if len(getattr(self, f"{name}_mean")) != n or len(getattr(self, f"{name}_std")) != n:
-                raise ConfigError(f"{name}_mean/{name}_std must have {n} entries")
-        if not self.affordance_channels:
-            raise ConfigError("affordance_channels must not be empty")
+            for part in ("mean", "std"):
+                v = getattr(self, f"{name}_{part}")
+                if not (isinstance(v, tuple) and len(v) == n and all(_is_real(x) for x in v)):
+                    raise ConfigError(f"{name}_{part} must be {n} finite numbers, got {v!r}")
+            if any(x <= 0 for x in getattr(self, f"{name}_std")):
+                raise ConfigError(f"{name}_std entries must be > 0")
 
 
 def available_configs() -> list[str]:
@@ -122,7 +201,13 @@ def load_config(name_or_path: str | Path) -> ModelConfig:
             raise FileNotFoundError(
                 f"unknown model config {str(name_or_path)!r}; available: {', '.join(available_configs())}"
             )
-    data = json.loads(p.read_text())
-    if "config" in data and isinstance(data["config"], dict):
+    try:
+        data = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{p}: not a JSON model config: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
         data = data["config"]
-    return ModelConfig.from_dict(data)
+    try:
+        return ModelConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc

@@ -27,7 +27,7 @@ from embodied_wm.sensing.aligner import Aligner, AlignerConfig
 from embodied_wm.sensing.audio import decode_audio
 from embodied_wm.sensing.common import frame_id, stamp_ns
 from embodied_wm.sensing.errors import SensingError, ShapeError
-from embodied_wm.sensing.image import compressed_to_rgb, image_to_rgb
+from embodied_wm.sensing.image import DEFAULT_MAX_PIXELS, compressed_to_rgb, image_to_rgb
 from embodied_wm.sensing.proprio import decode_joint_state, decode_twist
 from embodied_wm.sensing.tactile import decode_float32_multiarray, decode_tactile
 
@@ -118,6 +118,7 @@ class Pipeline:
         backend: Backend | None,
         spec: ModalitySpec | None = None,
         aligner: AlignerConfig | None = None,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         """``spec``: the shapes and rates to align to; None takes the backend's (``Backend.spec``, from its
         model's config), so a model trained with another tactile grid or audio rate gets its own inputs.
@@ -125,6 +126,8 @@ class Pipeline:
         self.backend = backend
         if spec is None:
             spec = backend.spec if backend is not None else ModalitySpec()
+        #: Images (raw or compressed) of more pixels are refused before decoding ("image:too_large").
+        self.max_image_pixels = int(max_image_pixels)
         self.spec = spec
         if aligner is None:
             aligner = AlignerConfig(spec=spec)
@@ -180,6 +183,12 @@ class Pipeline:
         self.stats.align_ms[kind] = align_ms
         self._after_align(out, align_ms)
         return out
+
+    def reject(self, kind: str, exc: SensingError) -> None:
+        """Count a message of ``kind`` its caller already refused (received and invalid under
+        ``kind:exc.reason``), e.g. an oversized image the node drops before queueing it."""
+        self.stats.received[kind] += 1
+        self._invalid(kind, exc)
 
     def predict(self, obs: Observation, actions: np.ndarray | None = None) -> Prediction:
         """Run the backend on ``obs`` (resetting it first when the aligner reset since the last call)
@@ -263,12 +272,12 @@ class Pipeline:
 
     def _feed_image(self, msg: Any, _rx: int | None) -> list[Observation]:
         stamp = stamp_ns(msg.header)
-        rgb = image_to_rgb(msg)
+        rgb = image_to_rgb(msg, self.max_image_pixels)
         return self._add_image(stamp, rgb, frame_id(msg.header))
 
     def _feed_compressed(self, msg: Any, _rx: int | None) -> list[Observation]:
         stamp = stamp_ns(msg.header)
-        rgb = compressed_to_rgb(msg)
+        rgb = compressed_to_rgb(msg, self.max_image_pixels)
         return self._add_image(stamp, rgb, frame_id(msg.header))
 
     def _feed_audio(self, msg: Any, _rx: int | None) -> list[Observation]:

@@ -25,13 +25,19 @@ from embodied_wm.sensing.image import image_to_rgb
 from embodied_wm.sensing.resize import resize_area, resize_nearest
 from embodied_wm.viz import probability_bar, probability_overlay, upscale
 
-
 # ------------------------------------------------------------------------------------------ time
+#: builtin_interfaces Time/Duration.sec is an int32; rclpy accepts larger Python ints and the C
+#: conversion then wraps them negative, so out-of-range stamps are refused here instead.
+_INT32_MAX = 2**31 - 1
+
+
 def ns_to_time(ns: int) -> Time:
     ns = int(ns)
     if ns < 0:
         raise InvalidDataError(f"negative stamp {ns} ns")
     sec, nanosec = split_ns(ns)
+    if sec > _INT32_MAX:
+        raise InvalidDataError(f"stamp {ns} ns is past the int32 seconds of builtin_interfaces/Time")
     return Time(sec=sec, nanosec=nanosec)
 
 
@@ -43,6 +49,8 @@ def ns_to_duration(ns: int) -> Duration:
     ns = int(ns)
     # Duration.sec is signed; keep nanosec in [0, 1e9) as builtin_interfaces requires.
     sec, nanosec = split_ns(ns)
+    if not -_INT32_MAX - 1 <= sec <= _INT32_MAX:
+        raise InvalidDataError(f"duration {ns} ns does not fit builtin_interfaces/Duration")
     return Duration(sec=sec, nanosec=nanosec)
 
 

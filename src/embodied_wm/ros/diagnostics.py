@@ -195,6 +195,9 @@ class Snapshot:
     subscribers: Mapping[str, int] = field(default_factory=dict)
     #: Set while the camera is out (the node predicts from the other sensors), else None.
     camera_outage: CameraOutage | None = None
+    #: The input path (ros/ingest.py): queue length, messages dropped under a flood per kind, the longest
+    #: subscription callback (the executor thread's stall) and the longest processing of one message.
+    ingest: Mapping[str, Any] = field(default_factory=dict)
 
 
 def silent_inputs(snap: Snapshot, now: float | None = None) -> dict[str, str]:
@@ -273,6 +276,7 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
                 vals.append((f"{name}/qos_incompatible", snap.input_issues[name]))
     # A modality whose input is disabled by configuration is expected to be absent: not a warning.
     missing = [m for m in snap.missing_in_last_observation if snap.inputs.get(MODALITY_INPUT.get(m, m), "x")]
+    vals += flatten_stats(dict(snap.ingest), "ingest") if snap.ingest else []
     vals.append(("missing_modalities", ", ".join(missing)))
     vals.append(("silent_inputs", ", ".join(sorted(silent))))
     for name, why in silent.items():
@@ -313,6 +317,7 @@ def build_array(snap: Snapshot, stamp: Any, now: float | None = None) -> Diagnos
         ("service_rejected", str(c.service_rejected)),
         ("busy", str(snap.pending)),
     ]
+    vals += [(k, str(v)) for k, v in sorted(c.extra.items())]
     vals += [(f"subscribers/{k}", str(v)) for k, v in sorted(snap.subscribers.items())]
     for stage, s in sorted(snap.latency.items()):
         vals.append((f"latency_ms/{stage}/p50", f"{s['p50']:.3f}"))

@@ -14,6 +14,7 @@ once; everything else (topics, QoS, model, backend) is read on the next configur
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -35,6 +36,7 @@ from embodied_wm.paramspec import (
     validate,
 )
 from embodied_wm.planning.params import PLANNER_PARAMS
+from embodied_wm.runtime.learned import is_checkpoint_dir, is_export_dir
 from embodied_wm.runtime.registry import BACKENDS, BASELINE_BACKENDS, DEVICES_HINT, device_problem
 
 CAMERA_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
@@ -55,6 +57,40 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     when = "applies immediately" if spec.live else "applies on the next configure"
     return ParameterDescriptor(
         name=spec.name, description=f"{spec.description} ({when})", dynamic_typing=spec.number
+    )
+
+
+#: Slowest prediction rate accepted (Hz) when rate limiting (0 = every frame). Lower rates are a
+#: typo or an attack: 1e-300 Hz would silently stop predictions while diagnostics say OK.
+MIN_RATE_HZ = 0.01
+
+
+def prediction_rate(v: Any) -> str | None:
+    reason = number(0.0, 1000.0)(v)
+    if reason is None and 0 < v < MIN_RATE_HZ:
+        reason = f"must be 0 (every camera frame) or >= {MIN_RATE_HZ} Hz; got {v!r}"
+    return reason
+
+
+def model_directory(v: Any) -> str | None:
+    """'' (the package's model) or a directory holding a checkpoint or an ONNX export, checked when set
+    so ``model:=/etc`` is refused at once instead of falling back to a baseline at the next configure."""
+    if not isinstance(v, str):
+        return f"must be a string; got {v!r}"
+    if v == "":
+        return None
+    try:
+        d = Path(v).expanduser()
+        ok = d.is_dir() and (is_checkpoint_dir(d) or is_export_dir(d))
+    except (OSError, RuntimeError, ValueError):  # unreadable, bad user in ~user, NUL byte
+        ok = False
+    return (
+        None
+        if ok
+        else (
+            "must be a model directory (model.safetensors + config.json, or an ONNX export with "
+            f"export.json); got {v!r}"
+        )
     )
 
 
@@ -100,7 +136,7 @@ _PERCEPTION: list[ParamSpec] = [
         "tactile message type: embodied_wm/TactileArray or std_msgs/Float32MultiArray",
         one_of(TACTILE_TYPES),
     ),
-    ParamSpec("model", "", "model directory; '' = the package's models/tiny", any_string),
+    ParamSpec("model", "", "model directory; '' = the package's models/tiny", model_directory),
     ParamSpec("backend", "auto", "inference backend", one_of(BACKENDS)),
     ParamSpec(
         "fallback_backend",
@@ -118,8 +154,8 @@ _PERCEPTION: list[ParamSpec] = [
     ParamSpec(
         "rate_hz",
         0.0,
-        "prediction rate in data time; 0 = every camera frame",
-        number(0.0),
+        f"prediction rate in data time; 0 = every camera frame, else {MIN_RATE_HZ}..1000 Hz",
+        prediction_rate,
         number=True,
         live=True,
     ),
@@ -169,6 +205,26 @@ _PERCEPTION: list[ParamSpec] = [
         live=True,
     ),
     ParamSpec("qos.output.depth", 5, "depth of the reliable output publishers", integer(1, 1000)),
+    ParamSpec(
+        "max_image_pixels",
+        4096 * 4096,
+        "camera images (raw or compressed) of more pixels are refused before decoding (image:too_large)",
+        integer(1, 2**31 - 1),
+    ),
+    ParamSpec(
+        "rollout.max_candidates",
+        256,
+        "PredictRollout requests with more candidates are rejected",
+        integer(1, 65536),
+        live=True,
+    ),
+    ParamSpec(
+        "rollout.chunk_candidates",
+        8,
+        "candidates run per backend call; bounds a rollout's memory, predictions run between chunks",
+        integer(1, 4096),
+        live=True,
+    ),
 ]
 for _inp in INPUTS:
     _PERCEPTION.append(

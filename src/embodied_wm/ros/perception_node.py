@@ -16,7 +16,9 @@ Outputs (reliable, keep last ``qos.output.depth``):
 Transport: with Fast DDS and no profile configured, the node loads config/fastdds_shm.xml (16 MB
 shared-memory segment); with the 0.5 MB default a subscriber that stalls briefly loses reliable
 predictions (see ``qos.default_shm_profile``).
-Service: ``~/predict_rollout`` (embodied_wm/srv/PredictRollout), see ``score_rollout``.
+Service: ``~/predict_rollout`` (embodied_wm/srv/PredictRollout), see ``score_rollout``. At most
+``rollout.max_candidates`` candidates (256) per request, run in chunks of ``rollout.chunk_candidates`` (8)
+from one state with live predictions between chunks; NaN/inf actions or score weights are rejected.
 
 Camera outage (``camera_timeout_s``, default 0.5 s of data time; 0 = off): while the camera is silent and
 the other inputs go on, the Aligner makes camera-less observations at the model's dt (see
@@ -33,6 +35,10 @@ predicted at all. Frames coming back end the outage: predictions with frames aga
 Design:
 * Every message goes through ONE ``Pipeline`` (decode, validate, align): the same code the offline replay
   runs, so live and offline predictions agree for the same bag and model.
+* Input path: subscription callbacks only enqueue (O(1)); one ingest thread decodes and aligns in arrival
+  order (``ros/ingest.py``, bounded in messages and bytes, oldest dropped and counted under a flood), so a
+  slow message (a 4096 x 4096 JPEG) never holds up the executor, /diagnostics or parameter services, and
+  /diagnostics read the statistics the ingest thread last published instead of taking its lock.
 * Inference runs in one worker thread on the latest observation only. While it is busy a newer
   observation replaces the pending one and the replaced one is counted as ``dropped/stale``: the node
   falls behind by at most one prediction, never by a growing queue.
@@ -86,13 +92,21 @@ from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import diagnostics as diag
 from embodied_wm.ros import params as P
 from embodied_wm.ros import spin
+from embodied_wm.ros.ingest import IngestQueue, Refused, oversized_raw_image
 from embodied_wm.ros.inputs import header_stamp_ns, kind_and_type
 from embodied_wm.ros.qos import default_shm_profile, diagnostics_qos, output_qos, sensor_qos
 from embodied_wm.ros.worker import LatestOnlyWorker
-from embodied_wm.runtime.base import BackendError
+from embodied_wm.runtime.base import BackendError, concat_rollouts
+from embodied_wm.runtime.memory import trim_heap
 from embodied_wm.runtime.select import create_backend_with_fallback
 from embodied_wm.sensing.aligner import AlignerConfig
+from embodied_wm.sensing.image import DEFAULT_MAX_PIXELS
 from embodied_wm.srv import PredictRollout
+
+#: PredictRollout score_channels names per request at most.
+MAX_SCORE_CHANNELS = 64
+#: Between two chunks of a rollout, wait at most this long for a pending live prediction to run.
+ROLLOUT_YIELD_S = 0.5
 
 
 # --------------------------------------------------------------------------------------- node
@@ -129,6 +143,10 @@ class PerceptionNode(LifecycleNode):
         self._diag_pub: Any = None
         self._diag_timer: Any = None
         self._worker: LatestOnlyWorker[tuple[Observation, float]] | None = None
+        self._ingest: IngestQueue | None = None
+        #: The pipeline's statistics as of the last message handled (read by /diagnostics without a lock,
+        #: so a slow message never holds the diagnostics back).
+        self._pipe_stats: dict[str, Any] = {}
         self._active = False
         self._state_name = "unconfigured"
         self._autostarting = False  # autostart's configure goes straight on to activate: no hint
@@ -232,6 +250,7 @@ class PerceptionNode(LifecycleNode):
             )
         self._backend, self._backend_skipped = backend, skipped
         self._pipeline = self._new_pipeline()
+        self._pipe_stats = {}
         self.get_logger().info(
             f"backend {backend.name} (model {backend.model_id}, horizon {backend.horizon}, "
             f"dt {backend.dt_ns / 1e9:.3f} s, {backend.image_size[1]}x{backend.image_size[0]})"
@@ -268,7 +287,11 @@ class PerceptionNode(LifecycleNode):
     def _new_pipeline(self) -> Any:
         # The outage clock runs at the backend's dt (Pipeline fills it in).
         timeout = float(self._cfg["camera_timeout_s"])
-        return Pipeline(self._backend, aligner=AlignerConfig(camera_timeout_s=timeout))
+        return Pipeline(
+            self._backend,
+            aligner=AlignerConfig(camera_timeout_s=timeout),
+            max_image_pixels=int(self._cfg["max_image_pixels"]),
+        )
 
     def _reset_outage(self) -> None:
         self._last_frame_obs_ns = None
@@ -302,9 +325,12 @@ class PerceptionNode(LifecycleNode):
             self._backend.reset()
             self._pipeline = self._new_pipeline()
             self._reset_outage()
+            self._pipe_stats = {}
         self._camera_stamp_ns = self._last_submitted_ns = self._last_obs_ns = None
         self._worker = LatestOnlyWorker(self._infer, self._on_infer_error, "ewm-inference")
         self._worker.start()
+        self._ingest = IngestQueue(self._ingest_one, self._on_ingest_error, "ewm-ingest")
+        self._ingest.start()
         self._active = True
         self._state_name = "active"
         self.get_logger().info(
@@ -315,6 +341,7 @@ class PerceptionNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         self._destroy_subscriptions()
+        self._stop_ingest()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -338,6 +365,7 @@ class PerceptionNode(LifecycleNode):
         backend, publishers and service. Idempotent; the process calls it at exit whatever the state."""
         self._active = False
         self._destroy_subscriptions()
+        self._stop_ingest()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -376,6 +404,10 @@ class PerceptionNode(LifecycleNode):
 
         return SubscriptionEventCallbacks(incompatible_qos=_incompatible, message_lost=_lost)
 
+    def _stop_ingest(self) -> None:
+        if self._ingest is not None:
+            self._ingest.stop()
+
     def _destroy_subscriptions(self) -> None:
         subs, self._sub_by_input = self._sub_by_input, {}
         for sub in subs.values():
@@ -404,21 +436,26 @@ class PerceptionNode(LifecycleNode):
     def _make_callback(self, inp: str, kind: str) -> Callable[[Any], None]:
         meter = self._meters[inp]
         is_camera = inp == "camera"
+        is_raw_image = kind == "image"
+        max_pixels = int(self._cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS))
 
         def _callback(msg: Any) -> None:
+            # The executor thread: O(1) bookkeeping and a hand-over to the ingest thread, nothing more.
             t_recv = time.monotonic()
+            cpu0 = time.thread_time()
             stamp = header_stamp_ns(msg)
             meter.tick(stamp, t_recv)
             if is_camera and stamp:
                 self._camera_stamp_ns = stamp
-            if not self._active or self._pipeline is None:
+            ingest = self._ingest
+            if not self._active or ingest is None:
                 return
-            with self._pipe_lock:
-                observations = self._pipeline.feed(
-                    kind, msg, receive_stamp_ns=self.get_clock().now().nanoseconds
-                )
-            for obs in observations:
-                self._on_observation(obs, t_recv)
+            if is_raw_image:
+                # A consistent raw image over the pixel limit is refused here (O(1) header check), so its
+                # megabytes are freed with the callback instead of waiting in the ingest queue.
+                msg = oversized_raw_image(msg, max_pixels) or msg
+            ingest.put(kind, msg, (t_recv, self.get_clock().now().nanoseconds))
+            ingest.record_callback((time.monotonic() - t_recv) * 1e3, (time.thread_time() - cpu0) * 1e3)
 
         return _callback
 
@@ -448,6 +485,28 @@ class PerceptionNode(LifecycleNode):
             self._counters.no_camera_not_predicted += 1  # a baseline: frames only, and those are withheld
             return False
         return True
+
+    def _ingest_one(self, kind: str, msg: Any, extra: tuple[float, int]) -> None:
+        """On the ingest thread: decode + align one message, hand completed observations to inference."""
+        t_recv, receive_ns = extra
+        pipeline = self._pipeline
+        if not self._active or pipeline is None:
+            return
+        with self._pipe_lock:
+            if isinstance(msg, Refused):
+                pipeline.reject(kind, msg.error)
+                observations = []
+            else:
+                observations = pipeline.feed(kind, msg, receive_stamp_ns=receive_ns)
+            self._pipe_stats = pipeline.stats.as_dict()
+        for obs in observations:
+            self._on_observation(obs, t_recv)
+
+    def _on_ingest_error(self, exc: BaseException) -> None:
+        # Pipeline.feed counts every bad message itself; reaching here is a bug, still never a crash.
+        self._counters.extra["ingest_errors"] = self._counters.extra.get("ingest_errors", 0) + 1
+        self._counters.last_error = f"ingest: {type(exc).__name__}: {exc}"
+        self.get_logger().error(self._counters.last_error, throttle_duration_sec=5.0)
 
     def _on_observation(self, obs: Observation, t_recv: float) -> None:
         self._last_missing = list(obs.missing)
@@ -547,49 +606,74 @@ class PerceptionNode(LifecycleNode):
         try:
             self._rollout(request, response)
         except _RejectedError as exc:
-            self._counters.service_rejected += 1
-            response.success = False
-            response.message = str(exc)
+            self._reject(response, exc.reason, str(exc))
         except Exception as exc:  # a service must answer, never crash the node
-            self._counters.service_rejected += 1
-            response.success = False
-            response.message = f"rollout failed: {type(exc).__name__}: {exc}"
+            self._reject(response, "failed", f"rollout failed: {type(exc).__name__}: {exc}")
             self.get_logger().warning(response.message)
+        finally:
+            # Rollout buffers are large and short-lived: give the heap back so RSS does not keep the
+            # high-water mark of the biggest request ever served.
+            trim_heap()
         return response
+
+    def _reject(self, response: Any, reason: str, message: str) -> None:
+        self._counters.service_rejected += 1
+        key = f"service_rejected/{reason}"
+        self._counters.extra[key] = self._counters.extra.get(key, 0) + 1
+        response.success = False
+        response.message = message
 
     def _rollout(self, request: Any, response: Any) -> None:
         backend = self._backend
         if backend is None or not self._active:
-            raise _RejectedError(f"node is {self._state_name}, not active")
+            raise _RejectedError(f"node is {self._state_name}, not active", "inactive")
         response.model_id = backend.model_id
         n, k, a = int(request.num_candidates), int(request.horizon), int(request.action_dim)
+        max_n = int(self._live.get("rollout.max_candidates", 256))
         if n < 1:
-            raise _RejectedError("num_candidates must be >= 1")
-        if k != backend.horizon:
-            raise _RejectedError(f"horizon {k} != model horizon {backend.horizon} (model {backend.model_id})")
-        if a != backend.action_dim:
-            raise _RejectedError(f"action_dim {a} != model action_dim {backend.action_dim}")
-        actions = np.asarray(request.actions, np.float32)
-        if actions.size != n * k * a:
+            raise _RejectedError("num_candidates must be >= 1", "bad_request")
+        if n > max_n:
             raise _RejectedError(
-                f"len(actions) = {actions.size} but num_candidates*horizon*action_dim = "
-                f"{n}*{k}*{a} = {n * k * a}"
+                f"num_candidates {n} exceeds rollout.max_candidates = {max_n}; send at most {max_n} per "
+                "request (or raise the parameter)",
+                "too_many_candidates",
             )
+        if k != backend.horizon:
+            raise _RejectedError(
+                f"horizon {k} != model horizon {backend.horizon} (model {backend.model_id})", "bad_request"
+            )
+        if a != backend.action_dim:
+            raise _RejectedError(f"action_dim {a} != model action_dim {backend.action_dim}", "bad_request")
+        if len(request.actions) != n * k * a:
+            raise _RejectedError(
+                f"len(actions) = {len(request.actions)} but num_candidates*horizon*action_dim = "
+                f"{n}*{k}*{a} = {n * k * a}",
+                "bad_request",
+            )
+        actions = np.asarray(request.actions, np.float32)
         if not np.isfinite(actions).all():
-            raise _RejectedError("actions contain NaN or infinite values")
+            raise _RejectedError("actions contain NaN or infinite values", "bad_request")
         if len(request.score_channels) != len(request.score_weights):
             raise _RejectedError(
                 f"score_channels has {len(request.score_channels)} names but score_weights "
-                f"{len(request.score_weights)} values"
+                f"{len(request.score_weights)} values",
+                "bad_request",
             )
+        if len(request.score_channels) > MAX_SCORE_CHANNELS:
+            raise _RejectedError(f"more than {MAX_SCORE_CHANNELS} score_channels", "bad_request")
         weights = dict(DEFAULT_SCORE_WEIGHTS)
         weights.update({str(c): float(w) for c, w in zip(request.score_channels, request.score_weights)})
+        bad_weights = sorted(c for c, w in weights.items() if not np.isfinite(w))
+        if bad_weights:
+            raise _RejectedError(
+                f"score_weights must be finite; NaN/inf for {', '.join(bad_weights)}", "bad_request"
+            )
         goal = None
         if int(request.goal.height) > 0:
             try:
                 goal_rgb = conv.image_msg_to_rgb(request.goal)
             except ValueError as exc:
-                raise _RejectedError(f"goal image: {exc}") from exc
+                raise _RejectedError(f"goal image: {exc}", "bad_request") from exc
             h, w = backend.image_size
             goal = conv.resize_area(goal_rgb, h, w)
         pixel_goal = self._pixel_goal(request, backend)
@@ -605,20 +689,24 @@ class PerceptionNode(LifecycleNode):
         rollout: Rollout | None = None
         with self._infer_lock:
             if self._pipeline is None:
-                raise _RejectedError("node was cleaned up")
+                raise _RejectedError("node was cleaned up", "inactive")
             without_camera = self._state_without_camera
             if without_camera and (goal is not None or pixel_goal is not None):
                 raise _RejectedError(
                     "camera missing: the current state has no camera frame, so predicted frames (and a "
-                    "goal-image or pixel-goal score) mean nothing; score affordance channels only"
+                    "goal-image or pixel-goal score) mean nothing; score affordance channels only",
+                    "no_camera",
                 )
             try:
-                if need_rollout:
-                    rollout = backend.rollout(actions.reshape(n, k, a))
+                # One state for everything below: the chunked rollout starts from this snapshot even if
+                # live predictions move the backend on between its chunks.
+                source = backend.rollout_state() if need_rollout else None
                 if pixel_goal is not None:
                     pixels = backend.score_pixels(actions.reshape(n, k, a), *pixel_goal.query())
             except BackendError as exc:
-                raise _RejectedError(f"no current state yet ({exc})") from exc
+                raise _RejectedError(f"no current state yet ({exc})", "no_state") from exc
+        if need_rollout:
+            rollout = self._chunked_rollout(backend, actions.reshape(n, k, a), source)
         self._latency.add("service/rollout", (time.monotonic() - t0) * 1e3)
         scores = np.zeros(n, np.float64)
         if rollout is not None:
@@ -667,14 +755,26 @@ class PerceptionNode(LifecycleNode):
             )
         except PG.PixelGoalError as exc:
             raise _RejectedError(f"pixel goal: {exc}") from exc
+    def _chunked_rollout(self, backend: Any, candidates: np.ndarray, source: Any) -> Rollout:
+        """All candidates from ONE state (``source``, a ``rollout_state()`` taken under the lock), in chunks
+        of ``rollout.chunk_candidates``: the backend's working memory is that of one chunk, and between
+        chunks a waiting live prediction takes the backend (predictions slow down, never stop)."""
+        chunk = max(1, int(self._live.get("rollout.chunk_candidates", 8)))
+        parts: list[Rollout] = []
+        for i in range(0, candidates.shape[0], chunk):
+            worker = self._worker
+            if i and worker is not None:
+                worker.wait_handled(worker.handled, ROLLOUT_YIELD_S)
+            with self._infer_lock:
+                if self._pipeline is None or self._backend is not backend:
+                    raise _RejectedError("node was reconfigured during the rollout", "inactive")
+                parts.append(backend.rollout(candidates[i : i + chunk], state=source))
+        return concat_rollouts(parts)
 
     # ---------------------------------------------------------------------------- diagnostics
     def diagnostics_snapshot(self) -> diag.Snapshot:
-        pipeline = self._pipeline
-        stats: Mapping[str, Any] = {}
-        if pipeline is not None:
-            with self._pipe_lock:
-                stats = pipeline.stats.as_dict()
+        stats: Mapping[str, Any] = self._pipe_stats
+        ingest = self._ingest
         backend_info: dict[str, Any] = {}
         if self._backend is not None:
             # "skipped"/"selection" are reported separately (skipped/...), not as raw dicts.
@@ -702,6 +802,7 @@ class PerceptionNode(LifecycleNode):
             publishers=diag.matched_counts(self._sub_by_input, "get_publisher_count"),
             subscribers=diag.matched_counts(self._pubs, "get_subscription_count"),
             camera_outage=self._outage,
+            ingest=ingest.stats() if ingest is not None else {},
         )
 
     def _publish_diagnostics(self) -> None:
@@ -712,7 +813,12 @@ class PerceptionNode(LifecycleNode):
 
 
 class _RejectedError(EmbodiedWMError):
-    """A PredictRollout request that cannot be served; the text goes to the response message."""
+    """A PredictRollout request that cannot be served; the text goes to the response message and the
+    reason to /diagnostics (``service_rejected/<reason>``)."""
+
+    def __init__(self, message: str, reason: str = "bad_request") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _spin_quietly(executor: SingleThreadedExecutor) -> None:

@@ -32,9 +32,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import cv2
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -48,16 +48,23 @@ from embodied_wm.ros import conversions as conv
 from embodied_wm.ros import params as P
 from embodied_wm.ros import spin
 from embodied_wm.ros.qos import output_qos
+from embodied_wm.sensing.errors import SensingError
+from embodied_wm.sensing.image import compressed_to_rgb
 from embodied_wm.srv import PredictRollout
 
 
 def load_goal_image(path: str | Path) -> np.ndarray:
-    """An image file -> H x W x 3 uint8 RGB."""
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read goal image {path}")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    """An image file (JPEG, PNG, BMP, WebP) -> H x W x 3 uint8 RGB, through the camera's compressed-image
+    decoder: the size its header declares is checked against the pixel limit before decoding
+    (SensingError). A missing or unreadable file is FileNotFoundError."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read goal image {path}: {exc}") from exc
+    try:
+        return np.ascontiguousarray(compressed_to_rgb(SimpleNamespace(format="", data=data)))
+    except SensingError as exc:  # a ValueError: decompression bomb, TIFF, corrupt data
+        raise SensingError(f"goal image {path}: {exc}", exc.reason) from exc
 
 
 class PlannerNode(Node):

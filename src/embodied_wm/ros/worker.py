@@ -80,6 +80,18 @@ class LatestOnlyWorker(Generic[T]):
         with self._cv:
             return self._busy or self._has_pending
 
+    def wait_handled(self, count: int, timeout: float) -> bool:
+        """Wait until more than ``count`` items were handled or nothing is waiting (True), or timeout. A long
+        PredictRollout calls this between its chunks, so a pending live prediction runs in between."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self.handled <= count and (self._busy or self._has_pending):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cv:

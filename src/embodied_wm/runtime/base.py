@@ -7,6 +7,7 @@ The live node, the offline replay evaluation, the planner service and the benchm
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -66,9 +67,16 @@ class Backend(ABC):
         (e.g. the previous frame) so the next call sees motion."""
 
     @abstractmethod
-    def rollout(self, candidates: np.ndarray) -> Rollout:
+    def rollout(self, candidates: np.ndarray, state: Any = None) -> Rollout:
         """Evaluate N x K x action_dim candidate action sequences from the state of the most recent
-        ``predict`` call. Raises BackendError if ``predict`` was never called."""
+        ``predict`` call, or from ``state`` (a ``rollout_state()`` taken earlier). Raises BackendError if
+        ``predict`` was never called."""
+
+    @abstractmethod
+    def rollout_state(self) -> Any:
+        """An opaque snapshot of the state ``rollout`` starts from (the latest ``predict``); BackendError
+        before any ``predict``. A large request split into chunks passes it to every chunk, so all
+        candidates start from the same state while ``predict`` keeps running between chunks."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -150,3 +158,21 @@ def validate_pixels(
             f"{len(out[0])} designated pixels but {len(out[1])} goal pixels (one goal per designated pixel)"
         )
     return out[0], out[1]
+def concat_rollouts(parts: Sequence[Rollout]) -> Rollout:
+    """One Rollout from the chunks of a request (same state, candidates in order); timings add up."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    timings: dict[str, float] = {}
+    for p in parts:
+        for key, ms in p.timings_ms.items():
+            timings[key] = timings.get(key, 0.0) + ms
+    return Rollout(
+        stamp_ns=first.stamp_ns,
+        dt_ns=first.dt_ns,
+        frames=np.concatenate([p.frames for p in parts]),
+        affordance=np.concatenate([p.affordance for p in parts]),
+        affordance_channels=first.affordance_channels,
+        timings_ms=timings,
+        model_id=first.model_id,
+    )

@@ -113,16 +113,20 @@ class _BaselineBackend(Backend):
         self._last = pred
         return pred
 
-    def rollout(self, candidates: np.ndarray) -> Rollout:
+    def rollout_state(self) -> Prediction:
         if self._last is None:
             raise BackendError(f"{self.name}: rollout() before any predict()")
+        return self._last
+
+    def rollout(self, candidates: np.ndarray, state: Any = None) -> Rollout:
+        last: Prediction = self.rollout_state() if state is None else state
         cand = validate_candidates(candidates, self.horizon, self.action_dim)
         t0 = time.perf_counter()
         n = cand.shape[0]
-        frames = np.broadcast_to(self._last.frames, (n, *self._last.frames.shape)).copy()
+        frames = np.broadcast_to(last.frames, (n, *last.frames.shape)).copy()
         h, w = self.image_size
         return Rollout(
-            stamp_ns=self._last.stamp_ns,
+            stamp_ns=last.stamp_ns,
             dt_ns=self.dt_ns,
             frames=frames,
             affordance=np.zeros((n, 0, h, w), np.float32),

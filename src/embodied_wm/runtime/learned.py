@@ -81,6 +81,8 @@ def read_config(d: Path) -> tuple[ModelConfig, str]:
         raise ModelFileError(f"{d}: missing {CONFIG_FILE}")
     try:
         doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise TypeError(f"expected a JSON object, got {type(doc).__name__}")
         cfg = ModelConfig.from_dict(doc["config"])
         model_id = str(doc["model_id"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -196,13 +198,20 @@ class LearnedBackend(Backend):
             frame_id=obs.frame_id,
         )
 
-    def rollout(self, candidates: np.ndarray) -> Rollout:
+    def rollout_state(self) -> tuple[Any, int]:
         with self._lock:
-            return self._rollout(candidates)
+            if self._state is None:
+                raise BackendError(f"{self.name}: rollout() before any predict() (no encoded state yet)")
+            # predict() replaces self._state with new arrays/tensors, never writes into it (TensorRT
+            # clones its static output buffers), so the reference stays valid after later predictions.
+            return self._state, self._state_stamp_ns
 
-    def _rollout(self, candidates: np.ndarray) -> Rollout:
-        if self._state is None:
-            raise BackendError(f"{self.name}: rollout() before any predict() (no encoded state yet)")
+    def rollout(self, candidates: np.ndarray, state: Any = None) -> Rollout:
+        with self._lock:
+            return self._rollout(candidates, self.rollout_state() if state is None else state)
+
+    def _rollout(self, candidates: np.ndarray, source: tuple[Any, int]) -> Rollout:
+        state, stamp_ns = source
         cand = validate_candidates(candidates, self.horizon, self.action_dim)
         step = self.max_candidates or cand.shape[0]
         t0 = time.perf_counter()
@@ -210,7 +219,7 @@ class LearnedBackend(Backend):
         t_roll = 0.0
         for i in range(0, cand.shape[0], step):
             ta = time.perf_counter()
-            out = self._run_rollout(self._state, cand[i : i + step])
+            out = self._run_rollout(state, cand[i : i + step])
             t_roll += time.perf_counter() - ta
             f, a = self._postprocess(out)
             frames_parts.append(f)
@@ -219,7 +228,7 @@ class LearnedBackend(Backend):
         aff = aff_parts[0] if len(aff_parts) == 1 else np.concatenate(aff_parts)
         total = time.perf_counter() - t0
         return Rollout(
-            stamp_ns=self._state_stamp_ns,
+            stamp_ns=stamp_ns,
             dt_ns=self.dt_ns,
             frames=frames,
             affordance=aff,

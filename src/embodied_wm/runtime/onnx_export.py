@@ -416,7 +416,11 @@ def load_manifest(export_dir: str | Path, verify_hashes: bool = True) -> dict[st
         graphs = manifest["graphs"]
         # score.onnx is optional: exports of format 1 predate it (the backends then say so when asked).
         files = {name: graphs[name]["file"] for name in ("encoder", "rollout", "score") if name in graphs}
-    except (ValueError, KeyError, TypeError) as exc:
+        if not all(isinstance(f, str) and f for f in files.values()):
+            raise TypeError(f"graph file names must be strings, got {files}")
+        if not manifest.get("dynamic_candidates", True):
+            int(manifest["candidate_axis"]["tensorrt_profile"][0])  # a static export states its N
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ModelFileError(f"{path}: unreadable export manifest: {exc}") from exc
     for name, fname in files.items():
         f = d / fname

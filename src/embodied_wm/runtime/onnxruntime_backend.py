@@ -81,6 +81,7 @@ class OnnxRuntimeBackend(LearnedBackend):
         cache_dir: str | Path | None = None,
         trt_fp16: bool = True,
         spin: bool = False,
+        cpu_mem_arena: bool = False,
     ) -> None:
         ort = import_onnxruntime()
         export_dir = ensure_onnx(model_dir, cache_dir=cache_dir)
@@ -101,6 +102,12 @@ class OnnxRuntimeBackend(LearnedBackend):
         # threads). Off by default; ``spin=True`` trades CPU for a little latency on idle big machines.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.spin = spin
+        # ORT's CPU arena keeps its high-water mark for the life of the session: one large rollout left
+        # the node gigabytes bigger for good. Without it, freed buffers go back to the heap (and to the
+        # OS with runtime.memory.trim_heap). Measured on models/tiny, 3 x 64 candidates in chunks of 8:
+        # arena +87 MB kept after the calls, no arena -7 MB (after trim_heap); predict() latency alike.
+        so.enable_cpu_mem_arena = bool(cpu_mem_arena)
+        self.cpu_mem_arena = bool(cpu_mem_arena)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.intra_op_threads = intra_op_threads
         trt_cache = Path(cache_dir) if cache_dir is not None else export_dir
@@ -200,6 +207,7 @@ class OnnxRuntimeBackend(LearnedBackend):
             else "fp16 (TensorRT EP)",
             "intra_op_threads": self.intra_op_threads,
             "spin": self.spin,
+            "cpu_mem_arena": self.cpu_mem_arena,
             "export_dir": str(self.export_dir),
             "opset": self.manifest.get("opset"),
             "onnxruntime": ort.__version__,

@@ -89,6 +89,9 @@ class AlignerConfig:
     reorder_s: float = 0.0
     #: Frames held at most; beyond this the oldest is emitted early (counted as forced).
     max_pending: int = 64
+    #: Bytes of held frames at most (the newest frame is always held): large images are emitted early
+    #: (counted as forced) instead of piling up, e.g. 64 frames of 4000 x 4000 would be 3 GB.
+    max_pending_bytes: int = 128 * 2**20
     #: A non-image reading stamped more than this ahead of every other stream (images included) is
     #: a bad stamp: dropped, counted "future:<modality>". Must exceed max_wait_s + reorder_s, the lead
     #: in-time data may have; 2 s leaves room for a slow camera's frame gaps (1 Hz, dropped frames)
@@ -117,8 +120,8 @@ class AlignerConfig:
             raise ConfigError(
                 f"AlignerConfig.buffer_s ({self.buffer_s}) must exceed max_wait_s ({self.max_wait_s})"
             )
-        if self.max_items < 1 or self.max_pending < 1:
-            raise ConfigError("AlignerConfig.max_items and max_pending must be >= 1")
+        if self.max_items < 1 or self.max_pending < 1 or self.max_pending_bytes < 1:
+            raise ConfigError("AlignerConfig.max_items, max_pending and max_pending_bytes must be >= 1")
         if not self.future_s > self.max_wait_s + self.reorder_s:  # also rejects NaN
             raise ConfigError(
                 f"AlignerConfig.future_s ({self.future_s}) must exceed max_wait_s + reorder_s "
@@ -219,6 +222,7 @@ class Aligner:
         self._audio_samples = 0
         self._pending_stamps: list[int] = []
         self._pending: list[tuple[np.ndarray, str]] = []
+        self._pending_bytes = 0
         self._image_newest: int | None = None
         #: Stamp of the last Observation emitted (frame or outage tick): nothing at or before it follows.
         self._last_emitted: int | None = None
@@ -265,6 +269,7 @@ class Aligner:
         sizes.update({f"stash_{m}": len(s.stash_stamps) for m, s in self._streams.items()})
         sizes["audio_samples"] = self._audio_samples
         sizes["pending_images"] = len(self._pending_stamps)
+        sizes["pending_image_bytes"] = self._pending_bytes
         return sizes
 
     # ------------------------------------------------------------------ input
@@ -284,13 +289,16 @@ class Aligner:
         self._pending_stamps.insert(i, stamp)
         self._pending.insert(i, (rgb, frame_id))
         self._taken(stamp)
+        self._pending_bytes += int(rgb.nbytes)
         if self._image_newest is None:
             self._image_newest = stamp
             self._drop_future()
         elif stamp > self._image_newest:
             self._image_newest = stamp
         out: list[Observation] = []
-        while len(self._pending_stamps) > self.config.max_pending:
+        while len(self._pending_stamps) > self.config.max_pending or (
+            self._pending_bytes > self.config.max_pending_bytes and len(self._pending_stamps) > 1
+        ):
             self.counters["forced:image"] += 1
             self._take_ticks(self._pending_stamps[0], self._newest(), True, out)
             out.append(self._emit_head())
@@ -392,6 +400,7 @@ class Aligner:
     def _clear_images(self) -> None:
         self._pending_stamps.clear()
         self._pending.clear()
+        self._pending_bytes = 0
         self._image_newest = None
         self._last_emitted = None
         self._last_frame_out = None
@@ -455,6 +464,7 @@ class Aligner:
     def _emit_head(self) -> Observation:
         t = self._pending_stamps.pop(0)
         rgb, frame_id = self._pending.pop(0)
+        self._pending_bytes -= int(rgb.nbytes)
         self._last_emitted = self._last_frame_out = t
         self._frame_id = frame_id
         return self._fill(Observation(stamp_ns=t, image=rgb, frame_id=frame_id))

@@ -7,15 +7,15 @@ channels,rate}, audio.audio_data.{float32,int32,int16,int8,uint8}_data with Port
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from scipy.signal import resample_poly
 
 from embodied_wm.sensing.common import as_uint8, check_finite, stamp_ns
-from embodied_wm.sensing.errors import AudioFormatError, UnknownEncodingError
+from embodied_wm.sensing.errors import AudioFormatError, TooLargeError, UnknownEncodingError
 
 #: AudioFrame encodings: numpy dtype and the scale that maps full range to [-1, 1].
 AUDIO_ENCODINGS: dict[str, tuple[str, float]] = {"S16LE": ("<i2", 1.0 / 32768.0), "F32LE": ("<f4", 1.0)}
@@ -29,8 +29,18 @@ _PA_FORMATS: dict[int, tuple[str, float]] = {
     32: ("uint8_data", 1.0 / 128.0),
 }
 
-_MAX_RATE = 1_000_000
+#: Sample rates outside this range are no microphone's (telephony starts at 8 kHz, studio ADCs end at
+#: 384 kHz): rejected, whatever the rest of the message says.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
 _MAX_CHANNELS = 64
+#: Largest up/down factor of the polyphase resampler. resample_poly builds a filter of about
+#: 20 * max(up, down) taps: an exact ratio for a prime rate like 999983 Hz would be 20 M taps (seconds
+#: and a gigabyte per message), so the ratio is approximated within this bound instead (44.1 and
+#: 48 kHz and every common rate to 16 kHz stay exact; the approximation error is below 1e-4).
+MAX_RESAMPLE_FACTOR = 1000
+#: Longest audio message decoded (seconds of samples): keeps one message's work and memory bounded.
+MAX_CHUNK_S = 10.0
 
 
 @dataclass
@@ -47,10 +57,20 @@ class AudioChunk:
 
 
 def _check_rate_channels(rate: int, channels: int) -> None:
-    if not 0 < rate <= _MAX_RATE:
-        raise AudioFormatError(f"audio sample_rate must be in 1..{_MAX_RATE} Hz, got {rate}")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioFormatError(
+            f"audio sample_rate must be in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {rate}"
+        )
     if not 0 < channels <= _MAX_CHANNELS:
         raise AudioFormatError(f"audio channels must be in 1..{_MAX_CHANNELS}, got {channels}")
+
+
+def _check_duration(what: str, frames: int, rate: int) -> None:
+    if frames > MAX_CHUNK_S * rate:
+        raise TooLargeError(
+            f"{what}: {frames} samples per channel at {rate} Hz is {frames / rate:.1f} s, "
+            f"more than the {MAX_CHUNK_S:g} s one message may carry"
+        )
 
 
 def _to_mono(interleaved: np.ndarray, channels: int) -> np.ndarray:
@@ -59,13 +79,32 @@ def _to_mono(interleaved: np.ndarray, channels: int) -> np.ndarray:
     return interleaved.reshape(-1, channels).mean(axis=1, dtype=np.float32)
 
 
+def resample_factors(rate: int, target_rate: int, max_factor: int = MAX_RESAMPLE_FACTOR) -> tuple[int, int]:
+    """(up, down), both <= ``max_factor``, with up / down the closest such fraction to target / rate
+    (exact whenever the reduced ratio fits)."""
+    if rate <= 0 or target_rate <= 0:
+        raise AudioFormatError(f"resampling needs positive rates, got {rate} -> {target_rate}")
+    ratio = Fraction(target_rate, rate)
+    # limit_denominator bounds ``down``; bounding it by max_factor / ratio bounds ``up`` too.
+    approx = ratio.limit_denominator(max(1, int(max_factor / max(ratio, Fraction(1)))))
+    if approx == 0:  # ratio below 1 / max_factor: the closest representable ratio
+        approx = Fraction(1, max_factor)
+    up, down = approx.numerator, approx.denominator
+    if up > max_factor:
+        raise AudioFormatError(f"cannot resample {rate} Hz to {target_rate} Hz within factor {max_factor}")
+    return up, down
+
+
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling. Each chunk is resampled on its own (no state between messages) so the live
-    node and a replay produce the same samples; linear edge padding keeps chunk borders from dipping."""
+    """Polyphase resampling with a bounded filter (see MAX_RESAMPLE_FACTOR). Each chunk is resampled on
+    its own (no state between messages) so the live node and a replay produce the same samples; linear
+    edge padding keeps chunk borders from dipping."""
     if rate == target_rate or samples.size == 0:
         return samples.astype(np.float32, copy=False)
-    g = math.gcd(rate, target_rate)
-    out = resample_poly(samples.astype(np.float64), target_rate // g, rate // g, padtype="line")
+    up, down = resample_factors(rate, target_rate)
+    if up == down:
+        return samples.astype(np.float32, copy=False)
+    out = resample_poly(samples.astype(np.float64), up, down, padtype="line")
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
@@ -87,6 +126,7 @@ def _decode_audio_frame(msg: Any) -> tuple[np.ndarray, int]:
         raise AudioFormatError(
             f"AudioFrame {encoding} x{channels}: byte count must be a multiple of {frame_bytes}, got {nbytes}"
         )
+    _check_duration(f"AudioFrame {encoding} x{channels}", nbytes // frame_bytes, rate)
     raw = as_uint8(msg.data).view(dtype)
     if dtype.kind == "f":
         samples = raw.astype(np.float32)
@@ -113,6 +153,7 @@ def _decode_audio_stamped(msg: Any) -> tuple[np.ndarray, int]:
         raise AudioFormatError(
             f"AudioStamped {field}: sample count must be a multiple of {channels} channels, got {raw.size}"
         )
+    _check_duration(f"AudioStamped {field} x{channels}", raw.size // channels, rate)
     if fmt == 32:  # unsigned 8-bit is offset binary
         samples = (raw.astype(np.float32) - 128.0) * np.float32(scale)
     else:

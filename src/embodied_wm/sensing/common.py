@@ -10,18 +10,30 @@ from typing import Any
 
 import numpy as np
 
-from embodied_wm.io.stamps import to_ns
+from embodied_wm.io.stamps import NS_PER_S, to_ns
 from embodied_wm.sensing.errors import NonFiniteError, SensingError
+
+#: builtin_interfaces/Time.sec is an int32. Outputs are stamped up to the prediction horizon after their
+#: input, so inputs within a day of the int32 end (2038-01-18) are refused: an output stamp must never
+#: wrap (a day covers any horizon a model may have, see model.config).
+MAX_STAMP_SEC = 2**31 - 1 - 86_400
 
 
 def stamp_ns(header: Any) -> int:
-    """``header.stamp`` (builtin_interfaces/Time) as integer nanoseconds."""
+    """``header.stamp`` (builtin_interfaces/Time) as integer nanoseconds; SensingError "bad_stamp" for a
+    negative stamp, nanosec outside [0, 1e9) or a stamp too close to the end of int32 seconds."""
     stamp = header.stamp
+    sec, nanosec = int(stamp.sec), int(getattr(stamp, "nanosec", getattr(stamp, "nsec", 0)))
+    if not 0 <= nanosec < NS_PER_S:
+        raise SensingError(f"header stamp nanosec must be in [0, 1e9), got {nanosec}", "bad_stamp")
+    if sec > MAX_STAMP_SEC:
+        raise SensingError(
+            f"header stamp sec {sec} is past {MAX_STAMP_SEC} (outputs stamped after it would wrap int32)",
+            "bad_stamp",
+        )
     ns = to_ns(stamp)
     if ns < 0:
-        raise SensingError(
-            f"header stamp must be >= 0, got {int(stamp.sec)}s {int(stamp.nanosec)}ns", "bad_stamp"
-        )
+        raise SensingError(f"header stamp must be >= 0, got {sec}s {nanosec}ns", "bad_stamp")
     return ns
 
 

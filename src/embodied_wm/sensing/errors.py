@@ -49,6 +49,13 @@ class CompressedImageError(SensingError):
     default_reason = "bad_compressed"
 
 
+class TooLargeError(SensingError):
+    """A message declares more data (pixels, samples) than the configured limit: rejected before any
+    allocation of that size, so a decompression bomb costs nothing."""
+
+    default_reason = "too_large"
+
+
 __all__ = [
     "AudioFormatError",
     "CompressedImageError",
@@ -57,5 +64,6 @@ __all__ = [
     "NonFiniteError",
     "SensingError",
     "ShapeError",
+    "TooLargeError",
     "UnknownEncodingError",
 ]

@@ -20,8 +20,14 @@ from embodied_wm.sensing.errors import (
     DataLengthError,
     EmptyImageError,
     ShapeError,
+    TooLargeError,
     UnknownEncodingError,
 )
+from embodied_wm.sensing.image_header import declared_size
+
+#: Largest image (width * height) decoded by default: 4x the largest camera robots ship (4096 x 4096).
+#: Raw images above it are refused after the header check, compressed ones before decoding.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 # encoding -> (dtype, channels, layout). layout says how to get RGB out of it.
 _ENCODINGS: dict[str, tuple[str, int, str]] = {
@@ -80,7 +86,14 @@ def encoding_info(encoding: str) -> tuple[np.dtype, int, str]:
     return np.dtype("<" + dtype), nchan, layout
 
 
-def _validated_layout(msg: Any) -> tuple[int, int, int, np.dtype, int, str]:
+def _check_pixels(what: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise TooLargeError(
+            f"{what} {width}x{height} has {width * height} pixels, more than the limit of {max_pixels}"
+        )
+
+
+def _validated_layout(msg: Any, max_pixels: int) -> tuple[int, int, int, np.dtype, int, str]:
     encoding = str(msg.encoding)
     dtype, nchan, layout = encoding_info(encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -97,18 +110,20 @@ def _validated_layout(msg: Any) -> tuple[int, int, int, np.dtype, int, str]:
     got = len(msg.data)
     if got != need:
         raise DataLengthError(f"Image {width}x{height} {encoding} step {step} needs {need} bytes, got {got}")
+    # After the length check (a consistent header with too little data is the more specific error).
+    _check_pixels(f"Image {encoding}", width, height, max_pixels)
     if layout in ("uyvy", "yuyv") and width % 2:
         raise ShapeError(f"Image {width}x{height} {encoding}: YUV 4:2:2 needs an even width, got {width}")
     return height, width, step, dtype, nchan, layout
 
 
-def image_to_array(msg: Any) -> np.ndarray:
+def image_to_array(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image in its native dtype: H x W for one channel, else H x W x C (raw YUV 4:2:2 is H x W x 2).
 
     Handles row padding (step > width * bytes per pixel) and ``is_bigendian``. The result is a native
     byte-order copy that does not alias the message buffer.
     """
-    height, width, step, dtype, nchan, _ = _validated_layout(msg)
+    height, width, step, dtype, nchan, _ = _validated_layout(msg, max_pixels)
     row_bytes = width * nchan * dtype.itemsize
     rows = as_uint8(msg.data).reshape(height, step)[:, :row_bytes]
     raw = rows.copy()  # always copy: the message buffer may be reused by the middleware
@@ -173,13 +188,14 @@ def _array_to_rgb(arr: np.ndarray, layout: str, encoding: str) -> np.ndarray:
     raise UnknownEncodingError(f"Image encoding {encoding!r} has no RGB interpretation")
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """H x W x 3 uint8 RGB at the image's native resolution, whatever the encoding."""
+def image_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """H x W x 3 uint8 RGB at the image's native resolution, whatever the encoding; images of more than
+    ``max_pixels`` pixels are refused (TooLargeError)."""
     encoding = str(msg.encoding)
     _, _, layout = encoding_info(encoding)
     if layout == "generic":
         raise UnknownEncodingError(f"Image encoding {encoding!r} has no RGB interpretation")
-    arr = image_to_array(msg)
+    arr = image_to_array(msg, max_pixels)
     try:
         return _array_to_rgb(arr, layout, encoding)
     except cv2.error as exc:  # e.g. a 1-pixel Bayer image OpenCV cannot demosaic
@@ -189,9 +205,10 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 _COMPRESSED_TOKENS = ("jpeg", "jpg", "png", "bmp", "tiff", "webp")
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
+def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/CompressedImage (jpeg/png, incl. image_transport's "rgb8; jpeg compressed bgr8" and
-    compressedDepth) to H x W x 3 uint8 RGB."""
+    compressedDepth) to H x W x 3 uint8 RGB. The size the header declares is checked against
+    ``max_pixels`` before decoding (TooLargeError), so a decompression bomb allocates nothing."""
     fmt = str(msg.format).lower()
     if fmt and not any(tok in fmt for tok in _COMPRESSED_TOKENS):
         raise UnknownEncodingError(f"CompressedImage format {msg.format!r}: expected jpeg or png")
@@ -201,6 +218,10 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         buf = buf[12:]
     if buf.size == 0:
         raise EmptyImageError(f"CompressedImage format {msg.format!r}: no data")
+    size = declared_size(np.ascontiguousarray(buf).data)
+    if size.pixels == 0:
+        raise EmptyImageError(f"CompressedImage {size.format} declares {size.width}x{size.height}")
+    _check_pixels(f"CompressedImage {size.format}", size.width, size.height, max_pixels)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
