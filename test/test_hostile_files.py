@@ -1,7 +1,7 @@
 """Bad model, config and bag files (issue 16): every CLI case ends in one line and exit 1, or succeeds,
 never a traceback; the loaders reject by structure before anything is built from the file.
 
-The cases are the ones ``embodied-wm bench --hostile`` runs as subprocesses (embodied_wm.hostile.FILE
+The cases are the ones ``embodied-wm bench --hostile`` runs as subprocesses (embodied_wm.tools.hostile.file
 cases); here they run in-process through ``embodied_wm.cli.main`` (same code, one interpreter start).
 """
 
@@ -28,7 +28,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _case_names() -> list[str]:
-    # The names are fixed by embodied_wm.hostile.file_cases; listing them here keeps collection cheap.
+    # The names are fixed by embodied_wm.tools.hostile.file_cases; listing them here keeps collection cheap.
     models = [
         "safetensors_header_list", "safetensors_entry_not_dict", "safetensors_bad_offsets",
         "safetensors_negative_shape", "config_enc_channels_negative", "config_latent_dim_60000",
@@ -124,7 +124,7 @@ def test_safetensors_header_validated_by_structure(tmp_path: Path) -> None:
 
 
 def test_bag_metadata_parsed_defensively(cases: dict[str, Any]) -> None:
-    from embodied_wm.data.bag import bag_info
+    from embodied_wm.io.bag import bag_info
 
     bag = Path(cases["eval/bag_version_abc"].argv[1])
     info = bag_info(bag)

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from embodied_wm.errors import EmbodiedWMError, one_line_argparse_errors
 
@@ -67,10 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         mod = _optional_module(module)
         if mod is not None:
             getattr(mod, func)(sub)
+    nested: dict[str, Any] = {}  # parent -> its subparsers (argparse allows one set per parser)
     for parent, module, func in _NESTED:
         mod = _optional_module(module)
         if mod is not None and parent in sub.choices:
-            getattr(mod, func)(sub.choices[parent].add_subparsers(dest=f"{parent}_command"))
+            if parent not in nested:
+                nested[parent] = sub.choices[parent].add_subparsers(dest=f"{parent}_command")
+            getattr(mod, func)(nested[parent])
     _one_line_errors_everywhere(parser)
     return parser
 
