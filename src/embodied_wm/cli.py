@@ -85,7 +85,10 @@ def _optional_module(module: str) -> object | None:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        if exc.name and exc.name.startswith("embodied_wm") and exc.name != module:
+        # Our generated interfaces (embodied_wm.msg/srv) exist only after the colcon build: without
+        # them the ROS-driving subcommands are unavailable, the rest of the CLI works.
+        generated = exc.name in ("embodied_wm.msg", "embodied_wm.srv")
+        if exc.name and exc.name.startswith("embodied_wm") and exc.name != module and not generated:
             raise
         logging.getLogger(__name__).debug("subcommands of %s unavailable: %s", module, exc)
         return None
