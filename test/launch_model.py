@@ -28,6 +28,7 @@ These behaviours come from the releases' sources and from running the launch fil
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 import math
 import os
@@ -53,13 +54,15 @@ class LaunchError(Exception):
 
 
 # ----------------------------------------------------------------------------------- substitutions
-class Substitution:
-    def perform(self, ctx: Context) -> str:
-        raise NotImplementedError
+class Substitution(abc.ABC):
+    """launch's substitution interface: every modelled kind evaluates and describes itself."""
 
+    @abc.abstractmethod
+    def perform(self, ctx: Context) -> str: ...
+
+    @abc.abstractmethod
     def describe(self) -> str:
         """The value as a person reads it in ``--show-args`` (not evaluated)."""
-        raise NotImplementedError
 
 
 class TextSubstitution(Substitution):
